@@ -1,0 +1,401 @@
+//! The filesystem source: JSON lines or CSV, from one file or a directory.
+//!
+//! Files are cut into byte ranges across the source's subtasks
+//! ([`super::file_splits`]), so decoding one large file scales with parallelism.
+//! A chunk of lines is decoded at once; rows that fail to decode are handled by
+//! the [`DecodeErrorPolicy`], with the file and line of each.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use headwater_runtime::graph::SourceFactory;
+use headwater_runtime::metrics::Counter;
+use headwater_runtime::{BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo};
+
+use super::file_splits::{FileSplit, list_files, splits_for_subtask};
+use crate::decode_error::{BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch};
+use crate::error::OperatorError;
+use crate::formats::{LineDecoder, LineFormat};
+use crate::sources::SourceSpec;
+
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Reads JSON lines or CSV files.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub path: PathBuf,
+    pub format: LineFormat,
+    pub schema: SchemaRef,
+    pub on_decode_error: DecodeErrorPolicy,
+    pub event_time: EventTimeSpec,
+    pub batch_size: usize,
+}
+
+impl FileSource {
+    /// JSON lines with the given schema; event time is the arrival time until
+    /// [`FileSource::with_event_time`] names a column.
+    pub fn json(path: impl Into<PathBuf>, schema: SchemaRef) -> Self {
+        FileSource::new(path.into(), LineFormat::Json, schema)
+    }
+
+    /// CSV with a header line and the given schema.
+    pub fn csv(path: impl Into<PathBuf>, schema: SchemaRef) -> Self {
+        FileSource::new(path.into(), LineFormat::csv(), schema)
+    }
+
+    fn new(path: PathBuf, format: LineFormat, schema: SchemaRef) -> Self {
+        FileSource {
+            path,
+            format,
+            schema,
+            on_decode_error: DecodeErrorPolicy::Fail,
+            event_time: EventTimeSpec::ArrivalTime,
+            batch_size: 8192,
+        }
+    }
+
+    pub fn with_event_time(mut self, event_time: EventTimeSpec) -> Self {
+        self.event_time = event_time;
+        self
+    }
+
+    pub fn on_decode_error(mut self, policy: DecodeErrorPolicy) -> Self {
+        self.on_decode_error = policy;
+        self
+    }
+
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+}
+
+impl SourceSpec for FileSource {
+    fn default_name(&self) -> String {
+        "filesystem".into()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn event_time(&self) -> EventTimeSpec {
+        self.event_time.clone()
+    }
+
+    fn decode_error_policy(&self) -> Option<DecodeErrorPolicy> {
+        Some(self.on_decode_error)
+    }
+
+    fn factory(&self) -> SourceFactory {
+        let spec = self.clone();
+        Arc::new(move |subtask: &SubtaskInfo| {
+            let files = list_files(&spec.path)?;
+            let splits = splits_for_subtask(&files, subtask.parallelism, subtask.index);
+            let decoder = spec.format.decoder(spec.schema.clone(), spec.batch_size)?;
+            Ok(Box::new(FileReader {
+                spec: spec.clone(),
+                splits: splits.into(),
+                current: None,
+                decoder,
+                ready: VecDeque::new(),
+                dead_letters: Vec::new(),
+                errors: Counter::default(),
+            }) as Box<dyn Source>)
+        })
+    }
+}
+
+/// One subtask's reader: its splits, one after another.
+struct FileReader {
+    spec: FileSource,
+    splits: VecDeque<FileSplit>,
+    current: Option<SplitReader>,
+    decoder: Box<dyn LineDecoder>,
+    ready: VecDeque<RecordBatch>,
+    dead_letters: Vec<BadRecord>,
+    errors: Counter,
+}
+
+#[async_trait]
+impl Source for FileReader {
+    fn schema(&self) -> SchemaRef {
+        self.spec.schema.clone()
+    }
+
+    async fn open(&mut self, ctx: &mut OperatorContext) -> Result<(), BoxError> {
+        self.errors = ctx.metrics.counter(DECODE_ERRORS_COUNTER);
+        Ok(())
+    }
+
+    async fn next(&mut self, _ctx: &mut OperatorContext) -> Result<SourcePoll, BoxError> {
+        loop {
+            if !self.dead_letters.is_empty() {
+                let batch = dead_letters_batch(&std::mem::take(&mut self.dead_letters))?;
+                return Ok(SourcePoll::Side { output: DEAD_LETTER_OUTPUT.into(), batch });
+            }
+            if let Some(batch) = self.ready.pop_front() {
+                return Ok(SourcePoll::Batch(batch));
+            }
+            if self.current.is_none() {
+                match self.splits.pop_front() {
+                    Some(split) => self.current = Some(SplitReader::open(split, self.spec.format.has_header())?),
+                    None => return Ok(SourcePoll::Finished),
+                }
+            }
+            let reader = self.current.as_mut().expect("set above");
+            let mut bad = Vec::new();
+            let mut batches = Vec::new();
+            let more = reader.read_chunk(|chunk| {
+                let mut bad_lines = Vec::new();
+                self.decoder.decode(chunk.bytes, &mut batches, &mut bad_lines)?;
+                bad.extend(bad_lines.into_iter().map(|b| (chunk.offset + b.offset as u64, chunk.bytes[b.offset..b.offset + b.len].to_vec(), b.error)));
+                Ok(())
+            })?;
+            self.ready.extend(batches);
+            if !bad.is_empty() {
+                self.handle_bad_lines(bad)?;
+            }
+            if !more {
+                self.current = None;
+            }
+        }
+    }
+}
+
+impl FileReader {
+    fn handle_bad_lines(&mut self, bad: Vec<(u64, Vec<u8>, String)>) -> Result<(), OperatorError> {
+        let reader = self.current.as_mut().expect("bad lines come from the current split");
+        self.errors.add(bad.len() as u64);
+        for (offset, raw, error) in bad {
+            let record = BadRecord {
+                source: reader.split.path.display().to_string(),
+                line: Some(reader.lines.line_at(offset)?),
+                byte_offset: Some(offset),
+                error,
+                raw,
+            };
+            match self.spec.on_decode_error {
+                DecodeErrorPolicy::Fail => return Err(record.into_error()),
+                DecodeErrorPolicy::Skip => {
+                    tracing::debug!("skipped a bad row at {}: {}", record.location(), record.error)
+                }
+                DecodeErrorPolicy::DeadLetter => self.dead_letters.push(record),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A chunk of whole lines and the file offset of its first byte.
+struct Chunk<'a> {
+    offset: u64,
+    bytes: &'a [u8],
+}
+
+/// Reads the lines that start in one split.
+struct SplitReader {
+    split: FileSplit,
+    file: File,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    buf: Vec<u8>,
+    eof: bool,
+    done: bool,
+    lines: LineCounter,
+}
+
+impl SplitReader {
+    fn open(split: FileSplit, skip_header: bool) -> Result<Self, OperatorError> {
+        let path = split.path.clone();
+        let io = |e| OperatorError::io(&path, e);
+        let mut file = File::open(&split.path).map_err(io)?;
+        // The first line of the split: the one that starts at or after `start`.
+        let mut first = 0;
+        if split.start > 0 || skip_header {
+            // Skip to just after the first newline at or after `start - 1`.
+            let from = split.start.saturating_sub(1);
+            file.seek(SeekFrom::Start(from)).map_err(io)?;
+            let mut block = vec![0u8; 64 << 10];
+            let mut scanned = 0u64;
+            first = loop {
+                let n = file.read(&mut block).map_err(io)?;
+                if n == 0 {
+                    break from + scanned; // no newline: no line starts in this split
+                }
+                if let Some(i) = memchr::memchr(b'\n', &block[..n]) {
+                    break from + scanned + i as u64 + 1;
+                }
+                scanned += n as u64;
+            };
+        }
+        let lines = LineCounter::new(split.path.clone());
+        Ok(SplitReader { done: first >= split.end, file, buf_offset: first, buf: Vec::new(), eof: false, split, lines })
+    }
+
+    /// Reads the next chunk of whole lines and passes it to `decode`. Returns
+    /// whether the split has more.
+    fn read_chunk(&mut self, decode: impl FnOnce(Chunk<'_>) -> Result<(), OperatorError>) -> Result<bool, OperatorError> {
+        if self.done || self.buf_offset >= self.split.end {
+            self.done = true;
+            return Ok(false);
+        }
+        let path = self.split.path.clone();
+        let io = |e| OperatorError::io(&path, e);
+        if !self.eof {
+            let have = self.buf.len();
+            // Read up to the split's end, and a little beyond to finish the last line.
+            let to_end = self.split.end.saturating_sub(self.buf_offset + have as u64) as usize;
+            self.buf.resize(have + CHUNK_BYTES.min(to_end + (64 << 10)), 0);
+            self.file.seek(SeekFrom::Start(self.buf_offset + have as u64)).map_err(io)?;
+            let mut filled = have;
+            while filled < self.buf.len() {
+                let n = self.file.read(&mut self.buf[filled..]).map_err(io)?;
+                if n == 0 {
+                    self.eof = true;
+                    break;
+                }
+                filled += n;
+            }
+            self.buf.truncate(filled);
+        }
+        // Our last line is the one holding byte `end - 1`; it ends at the next newline.
+        let rel_end = self.split.end.saturating_sub(self.buf_offset) as usize;
+        let search_from = rel_end.saturating_sub(1).min(self.buf.len());
+        let cut = if rel_end <= self.buf.len() {
+            memchr::memchr(b'\n', &self.buf[search_from..]).map(|i| (search_from + i + 1, true))
+        } else {
+            None
+        };
+        let (take, last) = match cut {
+            Some(cut) => cut,
+            None if self.eof => (self.buf.len(), true),
+            None => match memchr::memrchr(b'\n', &self.buf) {
+                Some(i) => (i + 1, false),
+                None => (0, false), // one line longer than the chunk: read more
+            },
+        };
+        if take > 0 {
+            decode(Chunk { offset: self.buf_offset, bytes: &self.buf[..take] })?;
+        }
+        self.buf.drain(..take);
+        self.buf_offset += take as u64;
+        if last {
+            self.done = true;
+        }
+        Ok(!self.done)
+    }
+}
+
+/// Finds line numbers of byte offsets, only when asked: counting is paid for by
+/// bad rows, not by every row.
+struct LineCounter {
+    path: PathBuf,
+    /// A known point: the line that starts at this offset.
+    offset: u64,
+    line: u64,
+}
+
+impl LineCounter {
+    fn new(path: PathBuf) -> Self {
+        LineCounter { path, offset: 0, line: 1 }
+    }
+
+    /// The 1-based number of the line starting at `offset`.
+    fn line_at(&mut self, offset: u64) -> Result<u64, OperatorError> {
+        if offset < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        self.line += count_newlines(&self.path, self.offset, offset)?;
+        self.offset = offset;
+        Ok(self.line)
+    }
+}
+
+fn count_newlines(path: &Path, from: u64, to: u64) -> Result<u64, OperatorError> {
+    let io = |e| OperatorError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(from)).map_err(io)?;
+    let mut remaining = to - from;
+    let mut buf = vec![0u8; (remaining as usize).min(1 << 20)];
+    let mut count = 0;
+    while remaining > 0 {
+        let want = (remaining as usize).min(buf.len());
+        let n = file.read(&mut buf[..want]).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        count += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        remaining -= n as u64;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn read_all(path: &Path, split: FileSplit, header: bool) -> Vec<String> {
+        let _ = path;
+        let mut reader = SplitReader::open(split, header).unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let more = reader
+                .read_chunk(|c| {
+                    lines.extend(String::from_utf8(c.bytes.to_vec()).unwrap().lines().map(String::from));
+                    Ok(())
+                })
+                .unwrap();
+            if !more {
+                break;
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn every_line_is_read_by_exactly_one_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        let mut f = File::create(&path).unwrap();
+        let expected: Vec<String> = (0..500).map(|i| format!("line-{i}-{}", "x".repeat(i % 13))).collect();
+        for l in &expected {
+            writeln!(f, "{l}").unwrap();
+        }
+        drop(f);
+        let len = std::fs::metadata(&path).unwrap().len();
+        for pieces in [1u64, 2, 3, 7, 64, 997] {
+            let mut got = Vec::new();
+            for k in 0..pieces {
+                let split = FileSplit { path: path.clone(), start: len * k / pieces, end: len * (k + 1) / pieces };
+                got.extend(read_all(&path, split, false));
+            }
+            assert_eq!(got, expected, "{pieces} pieces");
+        }
+        // With a header, the first line is skipped once.
+        let got: Vec<String> = (0..3u64)
+            .flat_map(|k| read_all(&path, FileSplit { path: path.clone(), start: len * k / 3, end: len * (k + 1) / 3 }, true))
+            .collect();
+        assert_eq!(got, expected[1..]);
+    }
+
+    #[test]
+    fn line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        std::fs::write(&path, "a\nbb\nccc\n").unwrap();
+        let mut c = LineCounter::new(path);
+        assert_eq!(c.line_at(5).unwrap(), 3);
+        assert_eq!(c.line_at(5).unwrap(), 3);
+        assert_eq!(c.line_at(2).unwrap(), 2);
+    }
+}

@@ -1,0 +1,182 @@
+//! A chain: operators joined by forward edges, run in one task with no channel
+//! between them. A batch passes down the chain as a plain function call.
+
+use std::fmt;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+
+use crate::channel::Message;
+use crate::error::{BoxError, RuntimeError};
+use crate::graph::NodeId;
+use crate::metrics::Counter;
+use crate::operator::{Collector, Operator, OperatorContext};
+use crate::output::OutputRouter;
+use crate::time::Watermark;
+
+/// An error with the node it came from, so a failure deep in a chain is
+/// reported against the operator that failed, not the head of the chain.
+#[derive(Debug)]
+pub(crate) struct NodeError {
+    pub node: NodeId,
+    pub error: BoxError,
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl NodeError {
+    pub fn new(node: NodeId, error: BoxError) -> Self {
+        // An error that already names its node passes through unchanged.
+        match error.downcast::<NodeError>() {
+            Ok(inner) => *inner,
+            Err(error) => NodeError { node, error },
+        }
+    }
+
+    /// Whether this failure is only the echo of another (a closed channel).
+    pub fn is_secondary(&self) -> bool {
+        matches!(self.error.downcast_ref::<RuntimeError>(), Some(RuntimeError::ChannelClosed))
+    }
+}
+
+/// One operator in a chain.
+pub(crate) struct ChainedOperator {
+    pub node: NodeId,
+    pub operator: Box<dyn Operator>,
+    pub ctx: OperatorContext,
+}
+
+/// Operators run in one task, and where their output goes.
+pub(crate) struct Chain {
+    /// The node whose output feeds the first operator: the source, or the first operator itself.
+    head: NodeId,
+    head_rows_out: Counter,
+    ops: Vec<ChainedOperator>,
+    router: OutputRouter,
+}
+
+impl Chain {
+    /// `head` is the source node of a source task (and `ops` the operators after
+    /// it); for an operator task, `ops[0]` is the head.
+    pub fn new(head: NodeId, head_rows_out: Counter, ops: Vec<ChainedOperator>, router: OutputRouter) -> Self {
+        Chain { head, head_rows_out, ops, router }
+    }
+
+    pub async fn open(&mut self) -> Result<(), NodeError> {
+        for op in &mut self.ops {
+            op.operator.open(&mut op.ctx).await.map_err(|e| NodeError::new(op.node, e))?;
+        }
+        Ok(())
+    }
+
+    /// Pushes a batch into the first operator (operator task) or from the head
+    /// (source task: `from_head`).
+    pub async fn push(&mut self, batch: RecordBatch, input: usize, from_head: bool) -> Result<(), NodeError> {
+        if from_head {
+            let mut out = ChainCollector { from: self.head, rows_out: self.head_rows_out.clone(), ops: &mut self.ops, router: &mut self.router };
+            return out.collect(batch).await.map_err(|e| NodeError::new(self.head, e));
+        }
+        let (first, rest) = self.ops.split_first_mut().expect("an operator task has an operator");
+        first.ctx.current_input = input;
+        process(first, rest, &mut self.router, batch).await
+    }
+
+    /// Sends a batch from the head's side output.
+    pub async fn push_side(&mut self, output: &str, batch: RecordBatch) -> Result<(), NodeError> {
+        self.router
+            .send_data(self.head, Some(output), batch)
+            .await
+            .map_err(|e| NodeError::new(self.head, e.into()))
+    }
+
+    /// Passes a watermark down the chain and on to every downstream task.
+    pub async fn watermark(&mut self, watermark: Watermark) -> Result<(), NodeError> {
+        let mut time = match watermark {
+            Watermark::EventTime(t) => t,
+            Watermark::Idle => {
+                return self.router.broadcast(Message::Watermark(Watermark::Idle)).await.map_err(|e| NodeError::new(self.head, e.into()));
+            }
+        };
+        for k in 0..self.ops.len() {
+            let (op, rest) = self.ops[k..].split_first_mut().expect("k < len");
+            op.ctx.current_watermark = Some(time);
+            op.ctx.metrics.note_watermark(time.0);
+            let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router: &mut self.router };
+            match op.operator.on_watermark(time, &mut op.ctx, &mut out).await {
+                Ok(Some(t)) => time = t,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(NodeError::new(op.node, e)),
+            }
+        }
+        let tail = self.ops.last().map_or(self.head, |o| o.node);
+        self.router
+            .broadcast(Message::Watermark(Watermark::EventTime(time)))
+            .await
+            .map_err(|e| NodeError::new(tail, e.into()))
+    }
+
+    /// Every input has ended: each operator in turn flushes, then end of stream goes downstream.
+    pub async fn end_of_input(&mut self) -> Result<(), NodeError> {
+        for k in 0..self.ops.len() {
+            let (op, rest) = self.ops[k..].split_first_mut().expect("k < len");
+            let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router: &mut self.router };
+            op.operator.on_end_of_input(&mut op.ctx, &mut out).await.map_err(|e| NodeError::new(op.node, e))?;
+        }
+        let tail = self.ops.last().map_or(self.head, |o| o.node);
+        self.router.broadcast(Message::EndOfStream).await.map_err(|e| NodeError::new(tail, e.into()))
+    }
+}
+
+async fn process(
+    op: &mut ChainedOperator,
+    rest: &mut [ChainedOperator],
+    router: &mut OutputRouter,
+    batch: RecordBatch,
+) -> Result<(), NodeError> {
+    op.ctx.metrics.rows_in.add(batch.num_rows() as u64);
+    op.ctx.metrics.batches_in.add(1);
+    let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router };
+    op.operator
+        .process_batch(batch, &mut op.ctx, &mut out)
+        .await
+        .map_err(|e| NodeError::new(op.node, e))
+}
+
+/// The collector of an operator in a chain: the next operator, or the router.
+struct ChainCollector<'a> {
+    from: NodeId,
+    rows_out: Counter,
+    ops: &'a mut [ChainedOperator],
+    router: &'a mut OutputRouter,
+}
+
+#[async_trait]
+impl Collector for ChainCollector<'_> {
+    async fn collect(&mut self, batch: RecordBatch) -> Result<(), BoxError> {
+        self.rows_out.add(batch.num_rows() as u64);
+        match self.ops.split_first_mut() {
+            Some((next, rest)) => {
+                next.ctx.current_input = 0;
+                Box::pin(process(next, rest, self.router, batch)).await.map_err(|e| Box::new(e) as BoxError)
+            }
+            None => self
+                .router
+                .send_data(self.from, None, batch)
+                .await
+                .map_err(|e| Box::new(NodeError::new(self.from, e.into())) as BoxError),
+        }
+    }
+
+    async fn collect_side(&mut self, output: &str, batch: RecordBatch) -> Result<(), BoxError> {
+        self.router
+            .send_data(self.from, Some(output), batch)
+            .await
+            .map_err(|e| Box::new(NodeError::new(self.from, e.into())) as BoxError)
+    }
+}

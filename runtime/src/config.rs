@@ -1,0 +1,33 @@
+//! How a job runs: parallelism, batch and channel sizes, timeouts.
+
+use std::time::Duration;
+
+use crate::key_groups::DEFAULT_MAX_PARALLELISM;
+
+/// Settings of one job. The defaults suit a laptop and a test alike.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The parallelism of an operator that does not set its own.
+    pub default_parallelism: usize,
+    /// The number of key groups, and so the largest parallelism of a keyed operator.
+    pub max_parallelism: u32,
+    /// The number of batches a channel holds before its sender waits.
+    pub channel_capacity: usize,
+    /// The number of rows a source puts in one batch.
+    pub batch_size: usize,
+    /// A source partition with no data for this long is marked idle, so it does
+    /// not hold the watermark back.
+    pub idle_timeout: Duration,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            default_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            channel_capacity: 8,
+            batch_size: 8192,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}

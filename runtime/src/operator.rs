@@ -1,0 +1,97 @@
+//! The operator trait: what every transform and sink writes.
+//!
+//! Only [`Operator::process_batch`] is required; the other hooks have safe
+//! defaults, so a new operator is small and a reader sees only what differs.
+//! A sink is an operator with no output.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+
+use crate::error::BoxError;
+use crate::key_groups::KeyGroupRange;
+use crate::metrics::OperatorMetrics;
+use crate::time::EventTime;
+
+/// Where one subtask stands in its operator.
+#[derive(Debug, Clone)]
+pub struct SubtaskInfo {
+    /// The operator's name, unique in the job.
+    pub operator: String,
+    pub index: usize,
+    pub parallelism: usize,
+    pub max_parallelism: u32,
+    /// The key groups this subtask owns on a keyed input.
+    pub key_groups: KeyGroupRange,
+}
+
+impl SubtaskInfo {
+    pub(crate) fn new(operator: &str, index: usize, parallelism: usize, max_parallelism: u32) -> Self {
+        SubtaskInfo {
+            operator: operator.to_string(),
+            index,
+            parallelism,
+            max_parallelism,
+            key_groups: KeyGroupRange::for_subtask(max_parallelism, parallelism as u32, index as u32),
+        }
+    }
+}
+
+/// What an operator may know while it runs.
+#[derive(Debug)]
+pub struct OperatorContext {
+    pub subtask: SubtaskInfo,
+    /// The input (0, 1, ...) the current batch came from, for operators with several.
+    pub current_input: usize,
+    /// The watermark this operator has seen last.
+    pub current_watermark: Option<EventTime>,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// Where an operator sends what it produces.
+#[async_trait]
+pub trait Collector: Send {
+    /// Sends a batch to the main output. It may wait while downstream is full.
+    async fn collect(&mut self, batch: RecordBatch) -> Result<(), BoxError>;
+
+    /// Sends a batch to a named side output (dead letters, late rows).
+    async fn collect_side(&mut self, output: &str, batch: RecordBatch) -> Result<(), BoxError>;
+}
+
+/// A dataflow operator. One instance runs per subtask.
+#[async_trait]
+pub trait Operator: Send + 'static {
+    /// Called once before the first batch.
+    async fn open(&mut self, _ctx: &mut OperatorContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// The one method every operator writes: handle one batch of input.
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError>;
+
+    /// Event time has reached `watermark`. Returns the watermark to pass on
+    /// (default: the same, unchanged).
+    async fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        _ctx: &mut OperatorContext,
+        _out: &mut dyn Collector,
+    ) -> Result<Option<EventTime>, BoxError> {
+        Ok(Some(watermark))
+    }
+
+    /// Every input has ended: emit what is still held, flush what is buffered.
+    async fn on_end_of_input(
+        &mut self,
+        _ctx: &mut OperatorContext,
+        _out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

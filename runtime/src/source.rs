@@ -1,0 +1,58 @@
+//! The source trait: where batches enter a job.
+//!
+//! The runtime pulls a source with [`Source::next`]. Between two calls it adds
+//! the event-time column, generates watermarks, marks the source idle after a
+//! timeout, and stops the source on request. So that a stop can interrupt a
+//! source that is waiting, `next` must be cancel-safe: if its future is dropped
+//! before it completes, no row may be lost or read twice.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+
+use crate::error::BoxError;
+use crate::operator::OperatorContext;
+
+/// What one call to [`Source::next`] gives.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// Rows of the source's schema, without the event-time column.
+    Batch(RecordBatch),
+    /// Rows for a named side output, such as dead letters.
+    Side { output: String, batch: RecordBatch },
+    /// The input has ended; `next` will not be called again.
+    Finished,
+}
+
+/// A source of rows. One instance runs per subtask, and reads its share.
+#[async_trait]
+pub trait Source: Send + 'static {
+    /// The schema of the batches this source produces.
+    fn schema(&self) -> SchemaRef;
+
+    /// Called once before the first `next`.
+    async fn open(&mut self, _ctx: &mut OperatorContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// The next batch. Waits if there is none yet. Must be cancel-safe.
+    async fn next(&mut self, ctx: &mut OperatorContext) -> Result<SourcePoll, BoxError>;
+}
+
+/// Where a source's event time comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventTimeSpec {
+    /// From a column of the source's rows (a timestamp, or epoch milliseconds),
+    /// with watermarks that allow rows to be this late.
+    Column { name: String, max_out_of_orderness: Duration },
+    /// The wall-clock time at which the batch was read. Watermarks follow it.
+    ArrivalTime,
+}
+
+impl EventTimeSpec {
+    pub fn column(name: impl Into<String>, max_out_of_orderness: Duration) -> Self {
+        EventTimeSpec::Column { name: name.into(), max_out_of_orderness }
+    }
+}

@@ -1,0 +1,191 @@
+//! The two run loops: a source task, and an operator task fed by channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::{Chain, NodeError};
+use crate::channel::{InputGate, Message};
+use crate::error::{BoxError, RuntimeError};
+use crate::graph::NodeId;
+use crate::operator::OperatorContext;
+use crate::source::{EventTimeSpec, Source, SourcePoll};
+use crate::time::{EventTime, EVENT_TIME_TYPE, Watermark, max_event_time, with_event_time};
+use crate::watermarks::{BoundedOutOfOrderness, InputWatermarks};
+
+/// A source subtask and the chain of operators after it.
+pub(crate) struct SourceTask {
+    pub node: NodeId,
+    pub source: Box<dyn Source>,
+    pub ctx: OperatorContext,
+    pub event_time: EventTimeSpec,
+    pub idle_timeout: Duration,
+    pub chain: Chain,
+    pub stop: CancellationToken,
+}
+
+impl SourceTask {
+    pub async fn run(mut self) -> Result<(), NodeError> {
+        let node = self.node;
+        let at = |e: BoxError| NodeError::new(node, e);
+        self.source.open(&mut self.ctx).await.map_err(at)?;
+        self.chain.open().await?;
+        let assigner = EventTimeAssigner::new(&self.event_time);
+        let mut watermarks = match &self.event_time {
+            EventTimeSpec::Column { max_out_of_orderness, .. } => BoundedOutOfOrderness::new(*max_out_of_orderness),
+            EventTimeSpec::ArrivalTime => BoundedOutOfOrderness::new(Duration::ZERO),
+        };
+        let mut emitted: Option<EventTime> = None;
+        let mut idle = false;
+        let mut idle_deadline = Instant::now() + self.idle_timeout;
+
+        let finished = loop {
+            let poll = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break false,
+                _ = tokio::time::sleep_until(idle_deadline), if !idle => {
+                    idle = true;
+                    self.chain.watermark(Watermark::Idle).await?;
+                    continue;
+                }
+                poll = self.source.next(&mut self.ctx) => poll.map_err(at)?,
+            };
+            match poll {
+                SourcePoll::Batch(batch) => {
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    idle = false;
+                    idle_deadline = Instant::now() + self.idle_timeout;
+                    let batch = assigner.assign(batch).map_err(|e| at(e.into()))?;
+                    let max = max_event_time(&batch).map_err(|e| at(e.into()))?;
+                    self.chain.push(batch, 0, true).await?;
+                    if let Some(max) = max {
+                        watermarks.observe(max);
+                    }
+                    if let Some(w) = watermarks.current()
+                        && emitted.is_none_or(|e| w > e)
+                    {
+                        emitted = Some(w);
+                        self.ctx.metrics.note_watermark(w.0);
+                        self.chain.watermark(Watermark::EventTime(w)).await?;
+                    }
+                }
+                SourcePoll::Side { output, batch } => {
+                    let batch = with_event_time(&batch, arrival_times(batch.num_rows())).map_err(|e| at(e.into()))?;
+                    self.chain.push_side(&output, batch).await?;
+                }
+                SourcePoll::Finished => break true,
+            }
+        };
+        if finished {
+            // A bounded input has ended: event time is complete.
+            self.ctx.metrics.note_watermark(i64::MAX);
+            self.chain.watermark(Watermark::EventTime(EventTime::MAX)).await?;
+        }
+        self.chain.end_of_input().await
+    }
+}
+
+/// An operator subtask (and the operators chained after it), fed by channels.
+pub(crate) struct OperatorTask {
+    pub gate: InputGate,
+    pub chain: Chain,
+}
+
+impl OperatorTask {
+    pub async fn run(mut self, head: NodeId) -> Result<(), NodeError> {
+        self.chain.open().await?;
+        let mut watermarks = InputWatermarks::new(self.gate.channel_count());
+        loop {
+            let next = self.gate.next().await.map_err(|e| NodeError::new(head, e.into()))?;
+            let Some((channel, message)) = next else { break };
+            let forward = match message {
+                Message::Data(batch) => {
+                    watermarks.on_data(channel);
+                    let input = self.gate.input_of(channel);
+                    self.chain.push(batch, input, false).await?;
+                    None
+                }
+                Message::Watermark(w) => watermarks.on_watermark(channel, w),
+                Message::EndOfStream => watermarks.on_end_of_input(channel),
+            };
+            if let Some(w) = forward {
+                self.chain.watermark(w).await?;
+            }
+        }
+        self.chain.end_of_input().await
+    }
+}
+
+/// Adds the event-time column to a source's batch.
+struct EventTimeAssigner {
+    column: Option<String>,
+}
+
+impl EventTimeAssigner {
+    fn new(spec: &EventTimeSpec) -> Self {
+        match spec {
+            EventTimeSpec::Column { name, .. } => EventTimeAssigner { column: Some(name.clone()) },
+            EventTimeSpec::ArrivalTime => EventTimeAssigner { column: None },
+        }
+    }
+
+    fn assign(&self, batch: RecordBatch) -> Result<RecordBatch, RuntimeError> {
+        let Some(name) = &self.column else {
+            return with_event_time(&batch, arrival_times(batch.num_rows()));
+        };
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            RuntimeError::Schema(format!("event-time column `{name}` is not in the source's rows"))
+        })?;
+        let times = to_event_time(column).map_err(|e| RuntimeError::Schema(format!("event-time column `{name}`: {e}")))?;
+        if times.null_count() > 0 {
+            return Err(RuntimeError::Schema(format!(
+                "event-time column `{name}` is NULL in {} of {} rows",
+                times.null_count(),
+                times.len()
+            )));
+        }
+        with_event_time(&batch, times)
+    }
+}
+
+/// Converts a timestamp, date or integer (epoch milliseconds) column to event time.
+fn to_event_time(column: &ArrayRef) -> Result<ArrayRef, RuntimeError> {
+    Ok(match column.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, None) => column.clone(),
+        DataType::Timestamp(_, tz) => {
+            // The values are UTC instants whatever the zone: only the unit changes.
+            let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?;
+            Arc::new(ms.as_primitive::<TimestampMillisecondType>().clone().with_timezone_opt(None::<String>))
+        }
+        DataType::Int64 => {
+            let ints = column.as_primitive::<arrow::datatypes::Int64Type>();
+            Arc::new(TimestampMillisecondArray::new(ints.values().clone(), ints.nulls().cloned()))
+        }
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+            let ints = cast(column, &DataType::Int64)?;
+            return to_event_time(&ints);
+        }
+        DataType::Date32 | DataType::Date64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            cast(column, &EVENT_TIME_TYPE)?
+        }
+        other => {
+            return Err(RuntimeError::Schema(format!(
+                "has type {other}; event time needs a timestamp, a date or epoch milliseconds"
+            )));
+        }
+    })
+}
+
+fn arrival_times(rows: usize) -> ArrayRef {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Arc::new(TimestampMillisecondArray::from_value(now, rows))
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every test of the workspace: unit, end-to-end, doc tests, and the examples build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+. scripts/env.sh
+exec cargo test --release --workspace "$@"

@@ -1,0 +1,92 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use headwater::runtime::graph::SourceFactory;
+use headwater::runtime::{BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll};
+use headwater::operators::sources::SourceSpec;
+
+/// Every row of the batches as a JSON line, sorted: a multiset to compare.
+pub fn sorted_json_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+        for b in batches {
+            writer.write(b).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+    let mut rows: Vec<String> = String::from_utf8(out).unwrap().lines().map(String::from).collect();
+    rows.sort();
+    rows
+}
+
+/// A source that sends fixed batches, then either ends or goes quiet for good.
+#[derive(Clone)]
+pub struct VecSource {
+    pub schema: SchemaRef,
+    /// The batches of each subtask.
+    pub batches: Vec<Vec<RecordBatch>>,
+    pub event_time: EventTimeSpec,
+    /// After the batches: end (`false`) or wait until stopped (`true`).
+    pub then_wait: bool,
+    pub name: String,
+}
+
+impl SourceSpec for VecSource {
+    fn default_name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn event_time(&self) -> EventTimeSpec {
+        self.event_time.clone()
+    }
+
+    fn factory(&self) -> SourceFactory {
+        let spec = self.clone();
+        Arc::new(move |subtask| {
+            let batches = spec.batches.get(subtask.index).cloned().unwrap_or_default();
+            Ok(Box::new(VecSubtask { schema: spec.schema.clone(), batches: batches.into(), then_wait: spec.then_wait })
+                as Box<dyn Source>)
+        })
+    }
+}
+
+struct VecSubtask {
+    schema: SchemaRef,
+    batches: std::collections::VecDeque<RecordBatch>,
+    then_wait: bool,
+}
+
+#[async_trait]
+impl Source for VecSubtask {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    async fn next(&mut self, _: &mut OperatorContext) -> Result<SourcePoll, BoxError> {
+        if let Some(b) = self.batches.pop_front() {
+            // A little pause, so that watermarks and idleness interleave as in life.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            return Ok(SourcePoll::Batch(b));
+        }
+        if self.then_wait {
+            std::future::pending::<()>().await;
+        }
+        Ok(SourcePoll::Finished)
+    }
+}
+
+/// Runs a future with a deadline, so that a hang fails the test instead of stalling it.
+pub async fn within<T>(seconds: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(seconds), f).await.expect("the job hung")
+}
