@@ -29,7 +29,11 @@ fn schema() -> SchemaRef {
         Field::new("bidder", DataType::Int64, false),
         Field::new("price", DataType::Float64, false),
         Field::new("channel", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]))
 }
 
@@ -39,11 +43,21 @@ fn bid_batch(seed: i64) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i * 7 + seed) % 1000))),
-            Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i * 13 + seed) % 10_000))),
-            Arc::new(Float64Array::from_iter_values((0..n).map(|i| ((i * 31 + seed) % 10_000) as f64 / 10.0))),
-            Arc::new(StringArray::from_iter_values((0..n).map(|i| channels[(i % 4) as usize]))),
-            Arc::new(TimestampMillisecondArray::from_iter_values((0..n).map(|i| 1_700_000_000_000 + seed * n + i))),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| (i * 7 + seed) % 1000),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| (i * 13 + seed) % 10_000),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| ((i * 31 + seed) % 10_000) as f64 / 10.0),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| channels[(i % 4) as usize]),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                (0..n).map(|i| 1_700_000_000_000 + seed * n + i),
+            )),
         ],
     )
     .unwrap()
@@ -68,7 +82,9 @@ impl SourceSpec for Replay {
     fn factory(&self) -> SourceFactory {
         let batches = self.batches.clone();
         Arc::new(move |_| {
-            let queue: VecDeque<RecordBatch> = (0..BATCHES_PER_SUBTASK).map(|i| batches[i % batches.len()].clone()).collect();
+            let queue: VecDeque<RecordBatch> = (0..BATCHES_PER_SUBTASK)
+                .map(|i| batches[i % batches.len()].clone())
+                .collect();
             Ok(Box::new(ReplaySubtask(queue)) as Box<dyn Source>)
         })
     }
@@ -82,29 +98,51 @@ impl Source for ReplaySubtask {
         schema()
     }
     async fn next(&mut self, _: &mut OperatorContext) -> Result<SourcePoll, BoxError> {
-        Ok(self.0.pop_front().map_or(SourcePoll::Finished, SourcePoll::Batch))
+        Ok(self
+            .0
+            .pop_front()
+            .map_or(SourcePoll::Finished, SourcePoll::Batch))
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn filter_project(c: &mut Criterion) {
     let rt = runtime();
-    let replay = Replay { batches: (0..16).map(bid_batch).collect() };
+    let replay = Replay {
+        batches: (0..16).map(bid_batch).collect(),
+    };
     let mut group = c.benchmark_group("filter_project");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     for p in [1usize, 2] {
-        group.throughput(Throughput::Elements((p * BATCHES_PER_SUBTASK * BATCH) as u64));
+        group.throughput(Throughput::Elements(
+            (p * BATCHES_PER_SUBTASK * BATCH) as u64,
+        ));
         group.bench_function(format!("parallelism_{p}"), |b| {
             b.iter(|| {
                 rt.block_on(async {
                     let env = StreamEnvironment::new().with_parallelism(p);
                     env.source(replay.clone())
-                        .filter(col("price").gt(lit(500.0)).and(col("channel").not_eq(lit("baidu"))))
+                        .filter(
+                            col("price")
+                                .gt(lit(500.0))
+                                .and(col("channel").not_eq(lit("baidu"))),
+                        )
                         .unwrap()
-                        .select(vec![col("auction"), col("bidder"), (col("price") * lit(0.908)).alias("euros"), col("ts")])
+                        .select(vec![
+                            col("auction"),
+                            col("bidder"),
+                            (col("price") * lit(0.908)).alias("euros"),
+                            col("ts"),
+                        ])
                         .unwrap()
                         .sink(BlackholeSink)
                         .unwrap();
@@ -122,7 +160,9 @@ fn json_file(c: &mut Criterion) {
     let path = dir.path().join("orders.jsonl");
     let events = rt.block_on(write_orders(&path, 200_000));
     let mut group = c.benchmark_group("json_file");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(events));
     for p in [1usize, 2] {
         group.bench_function(format!("parallelism_{p}"), |b| {
@@ -130,8 +170,14 @@ fn json_file(c: &mut Criterion) {
                 rt.block_on(async {
                     let env = StreamEnvironment::new().with_parallelism(p);
                     env.source(
-                        FileSource::json(&path, headwater::operators::sources::orders::order_schema())
-                            .with_event_time(EventTimeSpec::column("event_time", Duration::from_secs(2))),
+                        FileSource::json(
+                            &path,
+                            headwater::operators::sources::orders::order_schema(),
+                        )
+                        .with_event_time(EventTimeSpec::column(
+                            "event_time",
+                            Duration::from_secs(2),
+                        )),
                     )
                     .sink(BlackholeSink)
                     .unwrap();
@@ -147,7 +193,10 @@ fn json_file(c: &mut Criterion) {
 /// Writes the events of `orders` orders as JSON lines; returns how many.
 async fn write_orders(path: &std::path::Path, orders: u64) -> u64 {
     let env = StreamEnvironment::new().with_parallelism(1);
-    let rx = env.source(OrdersSource::new(1).orders(orders)).collect().unwrap();
+    let rx = env
+        .source(OrdersSource::new(1).orders(orders))
+        .collect()
+        .unwrap();
     let job = env.execute().unwrap();
     let batches = rx.collect_all().await;
     job.wait().await.unwrap();

@@ -33,22 +33,35 @@ struct BigPayment {
 #[tokio::main]
 async fn main() -> headwater::Result<()> {
     let (orders, rate) = parse_args();
-    let env = StreamEnvironment::new().with_parallelism(2).with_name("orders-demo");
+    let env = StreamEnvironment::new()
+        .with_parallelism(2)
+        .with_name("orders-demo");
 
-    env.source(OrdersSource::new(42).orders(orders).events_per_second(rate).starting_now())
-        .typed::<OrderEvent>()
-        .filter(|e| e.event_type == "payment.processed" && e.amount >= 1_000.0)?
-        .key_by(|e| e.customer_id)?
-        .map(|e| BigPayment {
-            customer_id: e.customer_id,
-            order_id: e.order_id,
-            amount: e.amount,
-            items: e.items,
-            tier: if e.amount >= 2_000.0 { "gold".into() } else { "silver".into() },
-        })?
-        .sink(StdoutSink::table())?;
+    env.source(
+        OrdersSource::new(42)
+            .orders(orders)
+            .events_per_second(rate)
+            .starting_now(),
+    )
+    .typed::<OrderEvent>()
+    .filter(|e| e.event_type == "payment.processed" && e.amount >= 1_000.0)?
+    .key_by(|e| e.customer_id)?
+    .map(|e| BigPayment {
+        customer_id: e.customer_id,
+        order_id: e.order_id,
+        amount: e.amount,
+        items: e.items,
+        tier: if e.amount >= 2_000.0 {
+            "gold".into()
+        } else {
+            "silver".into()
+        },
+    })?
+    .sink(StdoutSink::table())?;
 
-    eprintln!("Running the orders demo at parallelism 2: {orders} orders at {rate} events/s. Ctrl-C stops it.");
+    eprintln!(
+        "Running the orders demo at parallelism 2: {orders} orders at {rate} events/s. Ctrl-C stops it."
+    );
     eprintln!("{}", env.explain());
     let job = env.execute()?;
     let stop = job.stop_token();
@@ -63,7 +76,11 @@ async fn main() -> headwater::Result<()> {
     let printed = result.metrics.operator("stdout").rows_in;
     eprintln!(
         "{} after {:.1}s: {events} events read, {printed} big payments printed.",
-        if result.stopped { "Stopped" } else { "Finished" },
+        if result.stopped {
+            "Stopped"
+        } else {
+            "Finished"
+        },
         result.duration.as_secs_f64()
     );
     Ok(())
@@ -71,6 +88,14 @@ async fn main() -> headwater::Result<()> {
 
 fn parse_args() -> (u64, f64) {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<f64>().ok());
-    (value("--orders").unwrap_or(20_000.0) as u64, value("--rate").unwrap_or(4_000.0))
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    (
+        value("--orders").unwrap_or(20_000.0) as u64,
+        value("--rate").unwrap_or(4_000.0),
+    )
 }

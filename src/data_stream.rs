@@ -28,8 +28,19 @@ pub struct DataStream {
 }
 
 impl DataStream {
-    pub(crate) fn new(env: StreamEnvironment, node: NodeId, side_output: Option<String>, schema: SchemaRef) -> Self {
-        DataStream { env, node, side_output, schema, partitioning: Partitioning::Forward }
+    pub(crate) fn new(
+        env: StreamEnvironment,
+        node: NodeId,
+        side_output: Option<String>,
+        schema: SchemaRef,
+    ) -> Self {
+        DataStream {
+            env,
+            node,
+            side_output,
+            schema,
+            partitioning: Partitioning::Forward,
+        }
     }
 
     /// The columns of the stream's rows.
@@ -44,7 +55,10 @@ impl DataStream {
 
     /// Sets the parallelism of the operator that makes this stream.
     pub fn with_parallelism(self, parallelism: usize) -> Result<Self> {
-        self.env.builder().graph.set_parallelism(self.node, parallelism)?;
+        self.env
+            .builder()
+            .graph
+            .set_parallelism(self.node, parallelism)?;
         Ok(self)
     }
 
@@ -52,14 +66,22 @@ impl DataStream {
     pub fn filter(self, predicate: Expr) -> Result<DataStream> {
         let filter = Filter::try_new(&predicate, &self.schema)?;
         let schema = self.schema.clone();
-        self.then("filter", schema, Arc::new(move |_| Ok(Box::new(filter.clone()) as Box<dyn Operator>)))
+        self.then(
+            "filter",
+            schema,
+            Arc::new(move |_| Ok(Box::new(filter.clone()) as Box<dyn Operator>)),
+        )
     }
 
     /// Computes the listed columns. Name a computed column with `.alias(..)`.
     pub fn select(self, exprs: Vec<Expr>) -> Result<DataStream> {
         let project = Project::try_new(&exprs, &self.schema)?;
         let schema = project.schema();
-        self.then("select", schema, Arc::new(move |_| Ok(Box::new(project.clone()) as Box<dyn Operator>)))
+        self.then(
+            "select",
+            schema,
+            Arc::new(move |_| Ok(Box::new(project.clone()) as Box<dyn Operator>)),
+        )
     }
 
     /// Sends each row to the subtask that owns its key, by the hash of `columns`.
@@ -73,7 +95,9 @@ impl DataStream {
             }
         }
         if columns.is_empty() {
-            return Err(HeadwaterError::Pipeline("key_by needs at least one column".into()));
+            return Err(HeadwaterError::Pipeline(
+                "key_by needs at least one column".into(),
+            ));
         }
         self.partitioning = Partitioning::Hash(columns.iter().map(|c| c.to_string()).collect());
         Ok(self)
@@ -103,7 +127,11 @@ impl DataStream {
             }
         }
         let schema = self.schema.clone();
-        let union = self.then("union", schema.clone(), Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)))?;
+        let union = self.then(
+            "union",
+            schema.clone(),
+            Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
+        )?;
         for other in others {
             other.connect_to(union.node)?;
         }
@@ -145,20 +173,38 @@ impl DataStream {
 
     /// Adds an operator of your own, which makes batches of `schema` (with the
     /// event-time column), fed by this stream.
-    pub fn apply(self, name: &str, schema: SchemaRef, factory: OperatorFactory) -> Result<DataStream> {
+    pub fn apply(
+        self,
+        name: &str,
+        schema: SchemaRef,
+        factory: OperatorFactory,
+    ) -> Result<DataStream> {
         self.then(name, schema, factory)
     }
 
     /// Adds an operator fed by this stream.
-    pub(crate) fn then(self, base_name: &str, schema: SchemaRef, factory: OperatorFactory) -> Result<DataStream> {
+    pub(crate) fn then(
+        self,
+        base_name: &str,
+        schema: SchemaRef,
+        factory: OperatorFactory,
+    ) -> Result<DataStream> {
         let name = self.env.unique_name(base_name);
         let parallelism = {
             let b = self.env.builder();
             let upstream = b.graph.node(self.node).parallelism;
             // Forward edges keep the upstream's parallelism, so they chain.
-            if self.partitioning == Partitioning::Forward { upstream } else { b.config.default_parallelism }
+            if self.partitioning == Partitioning::Forward {
+                upstream
+            } else {
+                b.config.default_parallelism
+            }
         };
-        let node = self.env.builder().graph.add_operator(&name, parallelism, factory)?;
+        let node = self
+            .env
+            .builder()
+            .graph
+            .add_operator(&name, parallelism, factory)?;
         let env = self.env.clone();
         self.connect_to(node)?;
         Ok(DataStream::new(env, node, None, schema))
@@ -167,19 +213,35 @@ impl DataStream {
     fn connect_to(self, to: NodeId) -> Result<()> {
         let mut b = self.env.builder();
         let mut partitioning = self.partitioning;
-        if partitioning == Partitioning::Forward && b.graph.node(self.node).parallelism != b.graph.node(to).parallelism {
+        if partitioning == Partitioning::Forward
+            && b.graph.node(self.node).parallelism != b.graph.node(to).parallelism
+        {
             partitioning = Partitioning::Rebalance;
         }
-        b.graph.add_edge(Edge { from: self.node, side_output: self.side_output, to, to_input: 0, partitioning })?;
+        b.graph.add_edge(Edge {
+            from: self.node,
+            side_output: self.side_output,
+            to,
+            to_input: 0,
+            partitioning,
+        })?;
         Ok(())
     }
 }
 
 fn names(schema: &SchemaRef) -> String {
-    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
     a.fields().len() == b.fields().len()
-        && a.fields().iter().zip(b.fields()).all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
 }

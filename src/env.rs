@@ -84,19 +84,27 @@ impl StreamEnvironment {
     /// `filesystem`, ...), with a number if the name is taken.
     pub fn source(&self, spec: impl SourceSpec + 'static) -> DataStream {
         let name = self.unique_name(&spec.default_name());
-        self.source_named(&name, spec).expect("a unique name was chosen")
+        self.source_named(&name, spec)
+            .expect("a unique name was chosen")
     }
 
     /// Adds a source under a name of your own.
     pub fn source_named(&self, name: &str, spec: impl SourceSpec + 'static) -> Result<DataStream> {
         let mut b = self.builder();
         let parallelism = b.config.default_parallelism;
-        let node = b.graph.add_source(name, parallelism, spec.event_time(), spec.factory())?;
+        let node = b
+            .graph
+            .add_source(name, parallelism, spec.event_time(), spec.factory())?;
         if spec.decode_error_policy() == Some(DecodeErrorPolicy::DeadLetter) {
             b.dead_letter_sources.push(node);
         }
         drop(b);
-        Ok(DataStream::new(self.clone(), node, None, schema_with_event_time(&spec.schema())))
+        Ok(DataStream::new(
+            self.clone(),
+            node,
+            None,
+            schema_with_event_time(&spec.schema()),
+        ))
     }
 
     /// `base`, or `base_2`, `base_3`, ... if taken.
@@ -105,7 +113,10 @@ impl StreamEnvironment {
         if !b.graph.has_node(base) {
             return base.to_string();
         }
-        (2..).map(|i| format!("{base}_{i}")).find(|n| !b.graph.has_node(n)).expect("an unused name")
+        (2..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !b.graph.has_node(n))
+            .expect("an unused name")
     }
 
     /// The tasks and edges the job would run, as text.
@@ -117,7 +128,9 @@ impl StreamEnvironment {
     pub fn execute(&self) -> Result<JobHandle> {
         let mut b = self.builder();
         if b.executed {
-            return Err(HeadwaterError::Pipeline("this environment's job has already been executed".into()));
+            return Err(HeadwaterError::Pipeline(
+                "this environment's job has already been executed".into(),
+            ));
         }
         let read: HashSet<NodeId> = b
             .graph

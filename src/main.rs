@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use headwater::prelude::*;
 
 #[derive(Parser)]
-#[command(name = "headwater", version, about = "A stream processing runtime: dataflows over Arrow batches")]
+#[command(
+    name = "headwater",
+    version,
+    about = "A stream processing runtime: dataflows over Arrow batches"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,20 +48,39 @@ enum Generate {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Generate { what: Generate::Orders { orders, seed, duplicate_rate, output } } => {
-            generate_orders(orders, seed, duplicate_rate, output).await
-        }
+        Command::Generate {
+            what:
+                Generate::Orders {
+                    orders,
+                    seed,
+                    duplicate_rate,
+                    output,
+                },
+        } => generate_orders(orders, seed, duplicate_rate, output).await,
     }
 }
 
-async fn generate_orders(orders: u64, seed: u64, duplicate_rate: f64, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let env = StreamEnvironment::new().with_parallelism(1).with_name("generate-orders");
+async fn generate_orders(
+    orders: u64,
+    seed: u64,
+    duplicate_rate: f64,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let env = StreamEnvironment::new()
+        .with_parallelism(1)
+        .with_name("generate-orders");
     let mut batches = env
-        .source(OrdersSource::new(seed).orders(orders).duplicate_rate(duplicate_rate))
+        .source(
+            OrdersSource::new(seed)
+                .orders(orders)
+                .duplicate_rate(duplicate_rate),
+        )
         .collect()?;
     let job = env.execute()?;
     let mut out: Box<dyn Write> = match &output {

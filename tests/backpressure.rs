@@ -17,7 +17,12 @@ struct SlowSink;
 
 #[async_trait]
 impl Operator for SlowSink {
-    async fn process_batch(&mut self, _: RecordBatch, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        _: RecordBatch,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(())
     }
@@ -27,14 +32,25 @@ impl Operator for SlowSink {
 async fn a_slow_sink_bounds_the_rows_in_flight() {
     const CAPACITY: usize = 4;
     const BATCH: usize = 1024; // datagen makes blocks of 1024 rows
-    let config = JobConfig { channel_capacity: CAPACITY, default_parallelism: 1, ..JobConfig::default() };
+    let config = JobConfig {
+        channel_capacity: CAPACITY,
+        default_parallelism: 1,
+        ..JobConfig::default()
+    };
     let env = StreamEnvironment::with_config(config);
-    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false), Field::new("s", DataType::Utf8, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Int64, false),
+        Field::new("s", DataType::Utf8, false),
+    ]));
     let source = env.source(DatagenSource::new(schema.clone())); // unbounded, unpaced
     let schema = source.schema_with_event_time();
     source
         .rebalance()
-        .apply("slow_sink", schema, Arc::new(|_| Ok(Box::new(SlowSink) as Box<dyn Operator>)))
+        .apply(
+            "slow_sink",
+            schema,
+            Arc::new(|_| Ok(Box::new(SlowSink) as Box<dyn Operator>)),
+        )
         .unwrap();
     let job = env.execute().unwrap();
 
@@ -53,8 +69,14 @@ async fn a_slow_sink_bounds_the_rows_in_flight() {
     job.stop();
     let result = within(10, job.wait()).await.unwrap();
     assert!(taken > 10 * BATCH as u64, "the sink made progress: {taken}");
-    assert!(max_in_flight <= bound, "{max_in_flight} rows in flight, above the bound {bound}");
+    assert!(
+        max_in_flight <= bound,
+        "{max_in_flight} rows in flight, above the bound {bound}"
+    );
     // An unpaced source would have made millions of rows in 2 s without back-pressure.
     let made = result.metrics.operator("datagen").rows_out;
-    assert!(made <= result.metrics.operator("slow_sink").rows_in + bound, "made {made}");
+    assert!(
+        made <= result.metrics.operator("slow_sink").rows_in + bound,
+        "made {made}"
+    );
 }

@@ -19,7 +19,12 @@ struct Exploding {
 
 #[async_trait]
 impl Operator for Exploding {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         self.seen += 1;
         if self.seen > self.after {
             if self.panic {
@@ -42,13 +47,26 @@ async fn run(panic: bool, behind_exchange: bool, unbounded: bool) -> JobError {
     if !unbounded {
         source = source.row_count(1_000_000);
     }
-    let mut stream = env.source(source).select(vec![(col("x") % lit(10)).alias("y")]).unwrap();
+    let mut stream = env
+        .source(source)
+        .select(vec![(col("x") % lit(10)).alias("y")])
+        .unwrap();
     if behind_exchange {
         stream = stream.key_by(&["y"]).unwrap();
     }
     let schema = stream.schema_with_event_time();
     stream
-        .apply("exploding", schema, Arc::new(move |_| Ok(Box::new(Exploding { after: 3, seen: 0, panic }) as Box<dyn Operator>)))
+        .apply(
+            "exploding",
+            schema,
+            Arc::new(move |_| {
+                Ok(Box::new(Exploding {
+                    after: 3,
+                    seen: 0,
+                    panic,
+                }) as Box<dyn Operator>)
+            }),
+        )
         .unwrap()
         .sink(BlackholeSink)
         .unwrap();
@@ -63,7 +81,10 @@ async fn a_failing_operator_fails_the_job_with_its_name() {
             let error = run(false, behind_exchange, unbounded).await;
             assert_eq!(error.operator(), Some("exploding"), "{error}");
             let message = error.to_string();
-            assert!(message.contains("`exploding`") && message.contains("boom in batch 4"), "{message}");
+            assert!(
+                message.contains("`exploding`") && message.contains("boom in batch 4"),
+                "{message}"
+            );
         }
     }
 }
@@ -71,7 +92,10 @@ async fn a_failing_operator_fails_the_job_with_its_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_operator_fails_the_job_with_its_name() {
     let error = run(true, true, true).await;
-    assert!(matches!(error, JobError::OperatorPanicked { .. }), "{error:?}");
+    assert!(
+        matches!(error, JobError::OperatorPanicked { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.operator(), Some("exploding"));
     assert!(error.to_string().contains("kaboom in batch 4"), "{error}");
 }
@@ -79,8 +103,13 @@ async fn a_panicking_operator_fails_the_job_with_its_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_cannot_start_names_itself() {
     let env = StreamEnvironment::new().with_parallelism(1);
-    env.source(FileSource::json("/definitely/not/here.jsonl", schema())).sink(BlackholeSink).unwrap();
+    env.source(FileSource::json("/definitely/not/here.jsonl", schema()))
+        .sink(BlackholeSink)
+        .unwrap();
     let error = env.execute().expect_err("a missing file fails at start");
     let message = error.to_string();
-    assert!(message.contains("`filesystem`") && message.contains("/definitely/not/here.jsonl"), "{message}");
+    assert!(
+        message.contains("`filesystem`") && message.contains("/definitely/not/here.jsonl"),
+        "{message}"
+    );
 }

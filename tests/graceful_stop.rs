@@ -16,9 +16,13 @@ async fn stop_flushes_every_row_to_the_file_sink() {
     let out = dir.path().join("out");
     let env = StreamEnvironment::new().with_parallelism(2);
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-    env.source(DatagenSource::new(schema).field("n", FieldGen::Sequence { start: 0, step: 1 }).rows_per_second(20_000.0))
-        .sink(FileSink::json(&out))
-        .unwrap();
+    env.source(
+        DatagenSource::new(schema)
+            .field("n", FieldGen::Sequence { start: 0, step: 1 })
+            .rows_per_second(20_000.0),
+    )
+    .sink(FileSink::json(&out))
+    .unwrap();
     let job = env.execute().unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     job.stop();
@@ -36,7 +40,10 @@ async fn stop_flushes_every_row_to_the_file_sink() {
             lines += 1;
         }
     }
-    assert_eq!(lines as u64, written, "every row the sink took is in its files");
+    assert_eq!(
+        lines as u64, written,
+        "every row the sink took is in its files"
+    );
     numbers.sort();
     numbers.dedup();
     assert_eq!(numbers.len(), lines, "no row twice");

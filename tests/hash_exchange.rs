@@ -23,24 +23,47 @@ struct TagSubtask {
 
 #[async_trait]
 impl Operator for TagSubtask {
-    async fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
-        let tag: ArrayRef = Arc::new(UInt32Array::from_value(ctx.subtask.index as u32, batch.num_rows()));
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
+        let tag: ArrayRef = Arc::new(UInt32Array::from_value(
+            ctx.subtask.index as u32,
+            batch.num_rows(),
+        ));
         let mut columns = batch.columns().to_vec();
         let at = columns.len() - 1; // keep the event-time column last
         columns.insert(at, tag);
-        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?).await
+        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?)
+            .await
     }
 }
 
 fn tagged(stream: DataStream) -> DataStream {
     let input = stream.schema_with_event_time();
     let mut fields: Vec<_> = input.fields().iter().cloned().collect();
-    fields.insert(fields.len() - 1, Arc::new(Field::new("subtask", DataType::UInt32, false)));
+    fields.insert(
+        fields.len() - 1,
+        Arc::new(Field::new("subtask", DataType::UInt32, false)),
+    );
     let schema = Arc::new(Schema::new(fields));
-    assert_eq!(schema.field(schema.fields().len() - 1).name(), EVENT_TIME_FIELD);
+    assert_eq!(
+        schema.field(schema.fields().len() - 1).name(),
+        EVENT_TIME_FIELD
+    );
     let op_schema = schema.clone();
     stream
-        .apply("tag", schema, Arc::new(move |_| Ok(Box::new(TagSubtask { schema: op_schema.clone() }) as Box<dyn Operator>)))
+        .apply(
+            "tag",
+            schema,
+            Arc::new(move |_| {
+                Ok(Box::new(TagSubtask {
+                    schema: op_schema.clone(),
+                }) as Box<dyn Operator>)
+            }),
+        )
         .unwrap()
 }
 
@@ -52,7 +75,14 @@ fn datagen() -> DatagenSource {
         Field::new("v", DataType::Int64, false),
     ]));
     DatagenSource::new(schema)
-        .field("k", FieldGen::Random { min: Some(0.0), max: Some(999.0), length: 0 })
+        .field(
+            "k",
+            FieldGen::Random {
+                min: Some(0.0),
+                max: Some(999.0),
+                length: 0,
+            },
+        )
         .field("v", FieldGen::Sequence { start: 0, step: 1 })
         .row_count(60_000)
         .seed(3)
@@ -69,7 +99,12 @@ async fn placements(keyed_by_closure: bool) -> (BTreeMap<i64, BTreeSet<u32>>, us
             v: i64,
         }
         // The typed key goes into a `_key` column; the exchange hashes that.
-        let typed = source.typed::<Row>().key_by(|r| r.k).unwrap().map(|r| Row { k: r.k, v: r.v }).unwrap();
+        let typed = source
+            .typed::<Row>()
+            .key_by(|r| r.k)
+            .unwrap()
+            .map(|r| Row { k: r.k, v: r.v })
+            .unwrap();
         typed.into_data_stream()
     } else {
         source.key_by(&["k"]).unwrap()
@@ -82,7 +117,10 @@ async fn placements(keyed_by_closure: bool) -> (BTreeMap<i64, BTreeSet<u32>>, us
     let mut rows = 0;
     for b in &batches {
         let k = b.column_by_name("k").unwrap().as_primitive::<Int64Type>();
-        let s = b.column_by_name("subtask").unwrap().as_primitive::<UInt32Type>();
+        let s = b
+            .column_by_name("subtask")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
         for i in 0..b.num_rows() {
             seen.entry(k.value(i)).or_default().insert(s.value(i));
         }
@@ -102,13 +140,20 @@ fn expected_subtask(key: i64) -> u32 {
 async fn every_key_goes_to_exactly_its_owner() {
     for by_closure in [false, true] {
         let (seen, rows) = placements(by_closure).await;
-        assert_eq!(rows, 60_000, "no row lost or duplicated (closure key: {by_closure})");
+        assert_eq!(
+            rows, 60_000,
+            "no row lost or duplicated (closure key: {by_closure})"
+        );
         assert_eq!(seen.len(), 1000);
         let mut load = [0usize; PARALLELISM];
         for (key, subtasks) in &seen {
             assert_eq!(subtasks.len(), 1, "key {key} reached subtasks {subtasks:?}");
             let got = *subtasks.iter().next().unwrap();
-            assert_eq!(got, expected_subtask(*key), "key {key} is not at its key group's owner");
+            assert_eq!(
+                got,
+                expected_subtask(*key),
+                "key {key} is not at its key group's owner"
+            );
             load[got as usize] += 1;
         }
         // Every subtask gets a fair share of the keys.

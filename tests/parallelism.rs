@@ -62,7 +62,11 @@ async fn run(parallelism: usize) -> Vec<Out> {
                 cents: (s.double_amount * 100.0).round() as i64,
             };
             // Shipped orders count twice, to exercise flat_map.
-            if s.event_type == "order.shipped" { vec![out.clone(), out] } else { vec![out] }
+            if s.event_type == "order.shipped" {
+                vec![out.clone(), out]
+            } else {
+                vec![out]
+            }
         })
         .unwrap()
         .filter(|o| o.customer_id % 7 != 0)
@@ -118,10 +122,17 @@ impl TestBatches for OrdersSource {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_rows_at_parallelism_1_2_4_and_equal_to_reference() {
     let expected = reference().await;
-    assert!(expected.len() > 1_000, "the reference should have plenty of rows: {}", expected.len());
+    assert!(
+        expected.len() > 1_000,
+        "the reference should have plenty of rows: {}",
+        expected.len()
+    );
     for p in [1, 2, 4] {
         let got = run(p).await;
         assert_eq!(got.len(), expected.len(), "row count at parallelism {p}");
-        assert!(got == expected, "rows differ from the reference at parallelism {p}");
+        assert!(
+            got == expected,
+            "rows differ from the reference at parallelism {p}"
+        );
     }
 }

@@ -16,7 +16,11 @@ use headwater::runtime::{BoxError, Collector, EventTime, Operator, OperatorConte
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]))
 }
 
@@ -36,11 +40,21 @@ struct Recorder(Arc<Mutex<Vec<i64>>>);
 
 #[async_trait]
 impl Operator for Recorder {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         out.collect(batch).await
     }
 
-    async fn on_watermark(&mut self, wm: EventTime, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<Option<EventTime>, BoxError> {
+    async fn on_watermark(
+        &mut self,
+        wm: EventTime,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<Option<EventTime>, BoxError> {
         self.0.lock().unwrap().push(wm.0);
         Ok(Some(wm))
     }
@@ -57,11 +71,19 @@ fn source(name: &str, batches: Vec<RecordBatch>) -> VecSource {
 }
 
 /// Two inputs, fast at 1000..60000 (one batch every 5 ms) and slow at 500 (then
-/// silent); returns the watermarks the operator after their union saw within `run_for`.
+/// silent); returns the watermarks the operator after their union saw within `run_for`,
+/// before the job is stopped.
 async fn watermarks_seen(idle_timeout: Duration, run_for: Duration) -> Vec<i64> {
-    let config = JobConfig { idle_timeout, default_parallelism: 1, ..JobConfig::default() };
+    let config = JobConfig {
+        idle_timeout,
+        default_parallelism: 1,
+        ..JobConfig::default()
+    };
     let env = StreamEnvironment::with_config(config);
-    let fast = env.source(source("fast", (1..=60).map(|i| batch(&[i * 1000])).collect()));
+    let fast = env.source(source(
+        "fast",
+        (1..=60).map(|i| batch(&[i * 1000])).collect(),
+    ));
     let slow = env.source(source("slow", vec![batch(&[500])]));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorder = seen.clone();
@@ -69,17 +91,22 @@ async fn watermarks_seen(idle_timeout: Duration, run_for: Duration) -> Vec<i64> 
     fast.union(vec![slow])
         .unwrap()
         .rebalance()
-        .apply("recorder", schema, Arc::new(move |_| Ok(Box::new(Recorder(recorder.clone())) as Box<dyn Operator>)))
+        .apply(
+            "recorder",
+            schema,
+            Arc::new(move |_| Ok(Box::new(Recorder(recorder.clone())) as Box<dyn Operator>)),
+        )
         .unwrap()
         .sink(BlackholeSink)
         .unwrap();
     let job = env.execute().unwrap();
     tokio::time::sleep(run_for).await;
+    // What was seen while both inputs ran: once one has ended, it no longer holds back.
+    let before_stop = seen.lock().unwrap().clone();
     job.stop();
     let result = within(10, job.wait()).await.unwrap();
     assert!(result.stopped);
-    let seen = seen.lock().unwrap().clone();
-    seen
+    before_stop
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +119,10 @@ async fn minimum_over_inputs_while_both_are_active() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_input_stops_holding_the_watermark_back() {
     let seen = watermarks_seen(Duration::from_millis(200), Duration::from_millis(1500)).await;
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "watermarks go forward only: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "watermarks go forward only: {seen:?}"
+    );
     // Once the slow input is idle, the fast one alone decides: max 60000, less 1 ms.
     assert_eq!(seen.first(), Some(&499), "watermarks seen: {seen:?}");
     assert_eq!(seen.last(), Some(&59_999), "watermarks seen: {seen:?}");

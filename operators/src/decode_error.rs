@@ -86,7 +86,10 @@ impl BadRecord {
     }
 
     pub fn into_error(self) -> OperatorError {
-        OperatorError::Decode { location: self.location(), message: self.error }
+        OperatorError::Decode {
+            location: self.location(),
+            message: self.error,
+        }
     }
 }
 

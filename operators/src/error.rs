@@ -35,7 +35,10 @@ pub enum OperatorError {
 
 impl OperatorError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        OperatorError::Io { path: path.into(), source }
+        OperatorError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

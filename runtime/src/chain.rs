@@ -41,7 +41,10 @@ impl NodeError {
 
     /// Whether this failure is only the echo of another (a closed channel).
     pub fn is_secondary(&self) -> bool {
-        matches!(self.error.downcast_ref::<RuntimeError>(), Some(RuntimeError::ChannelClosed))
+        matches!(
+            self.error.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::ChannelClosed)
+        )
     }
 }
 
@@ -64,25 +67,54 @@ pub(crate) struct Chain {
 impl Chain {
     /// `head` is the source node of a source task (and `ops` the operators after
     /// it); for an operator task, `ops[0]` is the head.
-    pub fn new(head: NodeId, head_rows_out: Counter, ops: Vec<ChainedOperator>, router: OutputRouter) -> Self {
-        Chain { head, head_rows_out, ops, router }
+    pub fn new(
+        head: NodeId,
+        head_rows_out: Counter,
+        ops: Vec<ChainedOperator>,
+        router: OutputRouter,
+    ) -> Self {
+        Chain {
+            head,
+            head_rows_out,
+            ops,
+            router,
+        }
     }
 
     pub async fn open(&mut self) -> Result<(), NodeError> {
         for op in &mut self.ops {
-            op.operator.open(&mut op.ctx).await.map_err(|e| NodeError::new(op.node, e))?;
+            op.operator
+                .open(&mut op.ctx)
+                .await
+                .map_err(|e| NodeError::new(op.node, e))?;
         }
         Ok(())
     }
 
     /// Pushes a batch into the first operator (operator task) or from the head
     /// (source task: `from_head`).
-    pub async fn push(&mut self, batch: RecordBatch, input: usize, from_head: bool) -> Result<(), NodeError> {
+    pub async fn push(
+        &mut self,
+        batch: RecordBatch,
+        input: usize,
+        from_head: bool,
+    ) -> Result<(), NodeError> {
         if from_head {
-            let mut out = ChainCollector { from: self.head, rows_out: self.head_rows_out.clone(), ops: &mut self.ops, router: &mut self.router };
-            return out.collect(batch).await.map_err(|e| NodeError::new(self.head, e));
+            let mut out = ChainCollector {
+                from: self.head,
+                rows_out: self.head_rows_out.clone(),
+                ops: &mut self.ops,
+                router: &mut self.router,
+            };
+            return out
+                .collect(batch)
+                .await
+                .map_err(|e| NodeError::new(self.head, e));
         }
-        let (first, rest) = self.ops.split_first_mut().expect("an operator task has an operator");
+        let (first, rest) = self
+            .ops
+            .split_first_mut()
+            .expect("an operator task has an operator");
         first.ctx.current_input = input;
         process(first, rest, &mut self.router, batch).await
     }
@@ -100,14 +132,23 @@ impl Chain {
         let mut time = match watermark {
             Watermark::EventTime(t) => t,
             Watermark::Idle => {
-                return self.router.broadcast(Message::Watermark(Watermark::Idle)).await.map_err(|e| NodeError::new(self.head, e.into()));
+                return self
+                    .router
+                    .broadcast(Message::Watermark(Watermark::Idle))
+                    .await
+                    .map_err(|e| NodeError::new(self.head, e.into()));
             }
         };
         for k in 0..self.ops.len() {
             let (op, rest) = self.ops[k..].split_first_mut().expect("k < len");
             op.ctx.current_watermark = Some(time);
             op.ctx.metrics.note_watermark(time.0);
-            let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router: &mut self.router };
+            let mut out = ChainCollector {
+                from: op.node,
+                rows_out: op.ctx.metrics.rows_out.clone(),
+                ops: rest,
+                router: &mut self.router,
+            };
             match op.operator.on_watermark(time, &mut op.ctx, &mut out).await {
                 Ok(Some(t)) => time = t,
                 Ok(None) => return Ok(()),
@@ -125,11 +166,22 @@ impl Chain {
     pub async fn end_of_input(&mut self) -> Result<(), NodeError> {
         for k in 0..self.ops.len() {
             let (op, rest) = self.ops[k..].split_first_mut().expect("k < len");
-            let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router: &mut self.router };
-            op.operator.on_end_of_input(&mut op.ctx, &mut out).await.map_err(|e| NodeError::new(op.node, e))?;
+            let mut out = ChainCollector {
+                from: op.node,
+                rows_out: op.ctx.metrics.rows_out.clone(),
+                ops: rest,
+                router: &mut self.router,
+            };
+            op.operator
+                .on_end_of_input(&mut op.ctx, &mut out)
+                .await
+                .map_err(|e| NodeError::new(op.node, e))?;
         }
         let tail = self.ops.last().map_or(self.head, |o| o.node);
-        self.router.broadcast(Message::EndOfStream).await.map_err(|e| NodeError::new(tail, e.into()))
+        self.router
+            .broadcast(Message::EndOfStream)
+            .await
+            .map_err(|e| NodeError::new(tail, e.into()))
     }
 }
 
@@ -141,7 +193,12 @@ async fn process(
 ) -> Result<(), NodeError> {
     op.ctx.metrics.rows_in.add(batch.num_rows() as u64);
     op.ctx.metrics.batches_in.add(1);
-    let mut out = ChainCollector { from: op.node, rows_out: op.ctx.metrics.rows_out.clone(), ops: rest, router };
+    let mut out = ChainCollector {
+        from: op.node,
+        rows_out: op.ctx.metrics.rows_out.clone(),
+        ops: rest,
+        router,
+    };
     op.operator
         .process_batch(batch, &mut op.ctx, &mut out)
         .await
@@ -163,7 +220,9 @@ impl Collector for ChainCollector<'_> {
         match self.ops.split_first_mut() {
             Some((next, rest)) => {
                 next.ctx.current_input = 0;
-                Box::pin(process(next, rest, self.router, batch)).await.map_err(|e| Box::new(e) as BoxError)
+                Box::pin(process(next, rest, self.router, batch))
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)
             }
             None => self
                 .router

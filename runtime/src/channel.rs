@@ -49,7 +49,12 @@ pub struct InputGate {
 impl InputGate {
     pub fn new(channels: Vec<InputChannel>) -> Self {
         let n = channels.len();
-        InputGate { channels, finished: vec![false; n], remaining: n, next: 0 }
+        InputGate {
+            channels,
+            finished: vec![false; n],
+            remaining: n,
+            next: 0,
+        }
     }
 
     pub fn channel_count(&self) -> usize {

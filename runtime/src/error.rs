@@ -57,9 +57,8 @@ impl JobError {
     /// The name of the operator that failed, if an operator did.
     pub fn operator(&self) -> Option<&str> {
         match self {
-            JobError::OperatorFailed { operator, .. } | JobError::OperatorPanicked { operator, .. } => {
-                Some(operator)
-            }
+            JobError::OperatorFailed { operator, .. }
+            | JobError::OperatorPanicked { operator, .. } => Some(operator),
             _ => None,
         }
     }

@@ -15,7 +15,8 @@ use crate::source::{EventTimeSpec, Source};
 pub type NodeId = usize;
 
 /// Builds one source instance per subtask.
-pub type SourceFactory = Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Source>, BoxError> + Send + Sync>;
+pub type SourceFactory =
+    Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Source>, BoxError> + Send + Sync>;
 /// Builds one operator instance per subtask.
 pub type OperatorFactory =
     Arc<dyn Fn(&SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> + Send + Sync>;
@@ -49,8 +50,13 @@ impl fmt::Display for Partitioning {
 /// What a node runs.
 #[derive(Clone)]
 pub enum NodeKind {
-    Source { factory: SourceFactory, event_time: EventTimeSpec },
-    Operator { factory: OperatorFactory },
+    Source {
+        factory: SourceFactory,
+        event_time: EventTimeSpec,
+    },
+    Operator {
+        factory: OperatorFactory,
+    },
 }
 
 /// One operator of the job graph.
@@ -104,7 +110,11 @@ pub struct JobGraph {
 
 impl JobGraph {
     pub fn new(name: impl Into<String>) -> Self {
-        JobGraph { name: name.into(), nodes: Vec::new(), edges: Vec::new() }
+        JobGraph {
+            name: name.into(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        }
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -132,7 +142,14 @@ impl JobGraph {
         event_time: EventTimeSpec,
         factory: SourceFactory,
     ) -> Result<NodeId, RuntimeError> {
-        self.add_node(name.into(), parallelism, NodeKind::Source { factory, event_time })
+        self.add_node(
+            name.into(),
+            parallelism,
+            NodeKind::Source {
+                factory,
+                event_time,
+            },
+        )
     }
 
     /// Adds an operator (or a sink) running as `parallelism` subtasks.
@@ -149,7 +166,10 @@ impl JobGraph {
     /// join equal parallelisms become rebalance edges.
     pub fn set_parallelism(&mut self, id: NodeId, parallelism: usize) -> Result<(), RuntimeError> {
         if parallelism == 0 {
-            return Err(RuntimeError::InvalidGraph(format!("`{}` has parallelism 0", self.nodes[id].name)));
+            return Err(RuntimeError::InvalidGraph(format!(
+                "`{}` has parallelism 0",
+                self.nodes[id].name
+            )));
         }
         self.nodes[id].parallelism = parallelism;
         for edge in &mut self.edges {
@@ -168,21 +188,47 @@ impl JobGraph {
         self.nodes[id].chainable = false;
     }
 
-    fn add_node(&mut self, name: String, parallelism: usize, kind: NodeKind) -> Result<NodeId, RuntimeError> {
+    fn add_node(
+        &mut self,
+        name: String,
+        parallelism: usize,
+        kind: NodeKind,
+    ) -> Result<NodeId, RuntimeError> {
         if self.has_node(&name) {
-            return Err(RuntimeError::InvalidGraph(format!("two operators are named `{name}`")));
+            return Err(RuntimeError::InvalidGraph(format!(
+                "two operators are named `{name}`"
+            )));
         }
         if parallelism == 0 {
-            return Err(RuntimeError::InvalidGraph(format!("`{name}` has parallelism 0")));
+            return Err(RuntimeError::InvalidGraph(format!(
+                "`{name}` has parallelism 0"
+            )));
         }
         let id = self.nodes.len();
-        self.nodes.push(Node { id, name, parallelism, kind, chainable: true });
+        self.nodes.push(Node {
+            id,
+            name,
+            parallelism,
+            kind,
+            chainable: true,
+        });
         Ok(id)
     }
 
     /// Connects the main output of `from` to input 0 of `to`.
-    pub fn connect(&mut self, from: NodeId, to: NodeId, partitioning: Partitioning) -> Result<(), RuntimeError> {
-        self.add_edge(Edge { from, side_output: None, to, to_input: 0, partitioning })
+    pub fn connect(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        partitioning: Partitioning,
+    ) -> Result<(), RuntimeError> {
+        self.add_edge(Edge {
+            from,
+            side_output: None,
+            to,
+            to_input: 0,
+            partitioning,
+        })
     }
 
     /// Adds an edge in full: a side output, or an input other than 0.
@@ -200,7 +246,10 @@ impl JobGraph {
             )));
         }
         if to.is_source() {
-            return Err(RuntimeError::InvalidGraph(format!("source `{}` cannot have an input", to.name)));
+            return Err(RuntimeError::InvalidGraph(format!(
+                "source `{}` cannot have an input",
+                to.name
+            )));
         }
         if edge.partitioning == Partitioning::Forward && from.parallelism != to.parallelism {
             return Err(RuntimeError::InvalidGraph(format!(
@@ -249,7 +298,10 @@ impl JobGraph {
             }
             let inputs: Vec<usize> = self.inputs_of(node.id).map(|e| e.to_input).collect();
             if inputs.is_empty() {
-                return Err(RuntimeError::InvalidGraph(format!("operator `{}` has no input", node.name)));
+                return Err(RuntimeError::InvalidGraph(format!(
+                    "operator `{}` has no input",
+                    node.name
+                )));
             }
             let count = inputs.iter().max().map_or(0, |m| m + 1);
             if let Some(missing) = (0..count).find(|i| !inputs.contains(i)) {

@@ -72,7 +72,9 @@ impl JobHandle {
     pub async fn wait(self) -> Result<JobResult, JobError> {
         match self.supervisor.await {
             Ok(result) => result,
-            Err(e) => Err(JobError::Runtime(RuntimeError::Internal(format!("job supervisor died: {e}")))),
+            Err(e) => Err(JobError::Runtime(RuntimeError::Internal(format!(
+                "job supervisor died: {e}"
+            )))),
         }
     }
 }
@@ -81,7 +83,10 @@ impl JobHandle {
 pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> {
     graph.validate(config.max_parallelism)?;
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(RuntimeError::InvalidGraph("a job must be started inside a tokio runtime".into()).into());
+        return Err(RuntimeError::InvalidGraph(
+            "a job must be started inside a tokio runtime".into(),
+        )
+        .into());
     }
     let plan = PhysicalPlan::new(&graph);
     tracing::debug!(job = %graph.name, "physical plan:\n{plan}");
@@ -101,8 +106,21 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
         who.insert(handle.id(), (node, subtask));
     }
     let name = graph.name.clone();
-    let supervisor = tokio::spawn(supervise(set, who, graph, metrics.clone(), stop.clone(), cancel.clone()));
-    Ok(JobHandle { name, stop, cancel, metrics, supervisor })
+    let supervisor = tokio::spawn(supervise(
+        set,
+        who,
+        graph,
+        metrics.clone(),
+        stop.clone(),
+        cancel.clone(),
+    ));
+    Ok(JobHandle {
+        name,
+        stop,
+        cancel,
+        metrics,
+        supervisor,
+    })
 }
 
 enum TaskKind {
@@ -132,18 +150,26 @@ fn build_tasks(
         if from_chain == to_chain {
             continue;
         }
-        let (p_from, p_to) = (graph.node(edge.from).parallelism, graph.node(edge.to).parallelism);
-        let mut receivers: Vec<Vec<crate::channel::Receiver>> = (0..p_to).map(|_| Vec::new()).collect();
+        let (p_from, p_to) = (
+            graph.node(edge.from).parallelism,
+            graph.node(edge.to).parallelism,
+        );
+        let mut receivers: Vec<Vec<crate::channel::Receiver>> =
+            (0..p_to).map(|_| Vec::new()).collect();
         for i in 0..p_from {
-            let targets: Vec<usize> =
-                if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..p_to).collect() };
+            let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward {
+                vec![i]
+            } else {
+                (0..p_to).collect()
+            };
             let mut senders = Vec::with_capacity(targets.len());
             for j in targets {
                 let (tx, rx) = channel(config.channel_capacity);
                 senders.push(tx);
                 receivers[j].push(rx);
             }
-            let partitioner = Partitioner::new(&edge.partitioning, senders.len(), config.max_parallelism, i);
+            let partitioner =
+                Partitioner::new(&edge.partitioning, senders.len(), config.max_parallelism, i);
             routes.entry((from_chain, i)).or_default().push(Route {
                 from: edge.from,
                 side_output: edge.side_output.clone(),
@@ -153,7 +179,10 @@ fn build_tasks(
         }
         for (j, rxs) in receivers.into_iter().enumerate() {
             let gate = inputs.entry((to_chain, j)).or_default();
-            gate.extend(rxs.into_iter().map(|receiver| InputChannel { receiver, input: edge.to_input }));
+            gate.extend(rxs.into_iter().map(|receiver| InputChannel {
+                receiver,
+                input: edge.to_input,
+            }));
         }
     }
 
@@ -177,21 +206,33 @@ fn build_tasks(
                 current_watermark: None,
                 metrics: metrics.operator(&graph.node(node).name),
             };
-            let operator_nodes = if head.is_source() { &chain_plan.nodes[1..] } else { &chain_plan.nodes[..] };
+            let operator_nodes = if head.is_source() {
+                &chain_plan.nodes[1..]
+            } else {
+                &chain_plan.nodes[..]
+            };
             let mut ops = Vec::with_capacity(operator_nodes.len());
             for &node in operator_nodes {
                 let NodeKind::Operator { factory } = &graph.node(node).kind else {
                     return Err(RuntimeError::Internal("a source inside a chain".into()).into());
                 };
                 let operator = factory(&info(node)).map_err(|e| failed(node, e))?;
-                ops.push(ChainedOperator { node, operator, ctx: context(node) });
+                ops.push(ChainedOperator {
+                    node,
+                    operator,
+                    ctx: context(node),
+                });
             }
             let unrouted = metrics.operator(&head.name).counter("unrouted_side_rows");
-            let router = OutputRouter::new(routes.remove(&(c, subtask)).unwrap_or_default(), unrouted);
+            let router =
+                OutputRouter::new(routes.remove(&(c, subtask)).unwrap_or_default(), unrouted);
             let head_rows_out = metrics.operator(&head.name).rows_out.clone();
             let chain = Chain::new(head.id, head_rows_out, ops, router);
             let kind = match &head.kind {
-                NodeKind::Source { factory, event_time } => TaskKind::Source(SourceTask {
+                NodeKind::Source {
+                    factory,
+                    event_time,
+                } => TaskKind::Source(SourceTask {
                     node: head.id,
                     source: factory(&info(head.id)).map_err(|e| failed(head.id, e))?,
                     ctx: context(head.id),
@@ -205,7 +246,11 @@ fn build_tasks(
                     chain,
                 }),
             };
-            tasks.push(Task { node: head.id, subtask, kind });
+            tasks.push(Task {
+                node: head.id,
+                subtask,
+                kind,
+            });
         }
     }
     Ok(tasks)
@@ -266,12 +311,19 @@ async fn supervise(
         failures.push(failure);
     }
     if !failures.is_empty() {
-        let root = failures.iter().position(|(_, secondary)| !secondary).unwrap_or(0);
+        let root = failures
+            .iter()
+            .position(|(_, secondary)| !secondary)
+            .unwrap_or(0);
         let (error, _) = failures.swap_remove(root);
         tracing::error!(job = %graph.name, "{error}");
         return Err(error);
     }
-    Ok(JobResult { stopped: stop.is_cancelled(), duration: started.elapsed(), metrics: metrics.snapshot() })
+    Ok(JobResult {
+        stopped: stop.is_cancelled(),
+        duration: started.elapsed(),
+        metrics: metrics.snapshot(),
+    })
 }
 
 fn panic_message(e: JoinError) -> String {

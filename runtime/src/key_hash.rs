@@ -11,8 +11,8 @@
 //! agree.
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryViewArray, BooleanArray, GenericBinaryArray, GenericStringArray,
-    OffsetSizeTrait, PrimitiveArray, StringViewArray,
+    Array, ArrayRef, AsArray, BinaryViewArray, BooleanArray, GenericBinaryArray,
+    GenericStringArray, OffsetSizeTrait, PrimitiveArray, StringViewArray,
 };
 use arrow::datatypes::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -26,7 +26,11 @@ const SEED: u64 = 0x4865_6164_7761_7465; // "Headwate"
 const NULL_TAG: &[u8] = &[0xff, 0x00, 0x4e];
 
 /// Hashes the key columns of `rows` rows into `hashes` (cleared first).
-pub fn hash_columns(columns: &[ArrayRef], rows: usize, hashes: &mut Vec<u64>) -> Result<(), RuntimeError> {
+pub fn hash_columns(
+    columns: &[ArrayRef],
+    rows: usize,
+    hashes: &mut Vec<u64>,
+) -> Result<(), RuntimeError> {
     hashes.clear();
     hashes.resize(rows, SEED);
     for column in columns {
@@ -43,12 +47,16 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 fn hash_column(array: &dyn Array, hashes: &mut [u64]) -> Result<(), RuntimeError> {
     macro_rules! signed {
         ($t:ty) => {
-            hash_primitive(array.as_primitive::<$t>(), hashes, |v| (v as i64).to_le_bytes())
+            hash_primitive(array.as_primitive::<$t>(), hashes, |v| {
+                (v as i64).to_le_bytes()
+            })
         };
     }
     macro_rules! unsigned {
         ($t:ty) => {
-            hash_primitive(array.as_primitive::<$t>(), hashes, |v| (v as u64).to_le_bytes())
+            hash_primitive(array.as_primitive::<$t>(), hashes, |v| {
+                (v as u64).to_le_bytes()
+            })
         };
     }
     match array.data_type() {
@@ -77,7 +85,9 @@ fn hash_column(array: &dyn Array, hashes: &mut [u64]) -> Result<(), RuntimeError
             canonical_f64(v).to_le_bytes()
         }),
         DataType::Decimal128(_, _) => {
-            hash_primitive(array.as_primitive::<Decimal128Type>(), hashes, |v| v.to_le_bytes())
+            hash_primitive(array.as_primitive::<Decimal128Type>(), hashes, |v| {
+                v.to_le_bytes()
+            })
         }
         DataType::Boolean => hash_boolean(array.as_boolean(), hashes),
         DataType::Utf8 => hash_string::<i32>(array.as_string(), hashes),
@@ -140,38 +150,62 @@ fn hash_primitive<T: ArrowPrimitiveType, const N: usize>(
         }
     } else {
         for (i, h) in hashes.iter_mut().enumerate() {
-            if array.is_null(i) { combine_null(h) } else { combine(h, &bytes(values[i])) }
+            if array.is_null(i) {
+                combine_null(h)
+            } else {
+                combine(h, &bytes(values[i]))
+            }
         }
     }
 }
 
 fn hash_boolean(array: &BooleanArray, hashes: &mut [u64]) {
     for (i, h) in hashes.iter_mut().enumerate() {
-        if array.is_null(i) { combine_null(h) } else { combine(h, &[array.value(i) as u8]) }
+        if array.is_null(i) {
+            combine_null(h)
+        } else {
+            combine(h, &[array.value(i) as u8])
+        }
     }
 }
 
 fn hash_string<O: OffsetSizeTrait>(array: &GenericStringArray<O>, hashes: &mut [u64]) {
     for (i, h) in hashes.iter_mut().enumerate() {
-        if array.is_null(i) { combine_null(h) } else { combine(h, array.value(i).as_bytes()) }
+        if array.is_null(i) {
+            combine_null(h)
+        } else {
+            combine(h, array.value(i).as_bytes())
+        }
     }
 }
 
 fn hash_string_view(array: &StringViewArray, hashes: &mut [u64]) {
     for (i, h) in hashes.iter_mut().enumerate() {
-        if array.is_null(i) { combine_null(h) } else { combine(h, array.value(i).as_bytes()) }
+        if array.is_null(i) {
+            combine_null(h)
+        } else {
+            combine(h, array.value(i).as_bytes())
+        }
     }
 }
 
 fn hash_binary<O: OffsetSizeTrait>(array: &GenericBinaryArray<O>, hashes: &mut [u64]) {
     for (i, h) in hashes.iter_mut().enumerate() {
-        if array.is_null(i) { combine_null(h) } else { combine(h, array.value(i)) }
+        if array.is_null(i) {
+            combine_null(h)
+        } else {
+            combine(h, array.value(i))
+        }
     }
 }
 
 fn hash_binary_view(array: &BinaryViewArray, hashes: &mut [u64]) {
     for (i, h) in hashes.iter_mut().enumerate() {
-        if array.is_null(i) { combine_null(h) } else { combine(h, array.value(i)) }
+        if array.is_null(i) {
+            combine_null(h)
+        } else {
+            combine(h, array.value(i))
+        }
     }
 }
 
@@ -199,8 +233,11 @@ mod tests {
     #[test]
     fn dictionary_hashes_like_plain_strings() {
         let plain: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "x"]));
-        let dict: ArrayRef =
-            Arc::new(vec!["x", "y", "x"].into_iter().collect::<DictionaryArray<Int32Type>>());
+        let dict: ArrayRef = Arc::new(
+            vec!["x", "y", "x"]
+                .into_iter()
+                .collect::<DictionaryArray<Int32Type>>(),
+        );
         assert_eq!(hashes(&[plain]), hashes(&[dict]));
     }
 
@@ -221,8 +258,12 @@ mod tests {
         let a: ArrayRef = Arc::new(Int64Array::from(vec![0, 42]));
         let s: ArrayRef = Arc::new(StringArray::from(vec!["", "headwater"]));
         let got = hashes(&[a, s]);
-        assert_eq!(got, STABLE.to_vec(), "key hash changed: bump KEY_HASH_VERSION");
+        assert_eq!(
+            got,
+            STABLE.to_vec(),
+            "key hash changed: bump KEY_HASH_VERSION"
+        );
     }
 
-    const STABLE: [u64; 2] = [0, 0];
+    const STABLE: [u64; 2] = [11116541350377790774, 7202858227094712732];
 }

@@ -40,7 +40,9 @@ impl OperatorMetrics {
     }
 
     pub(crate) fn note_watermark(&self, ms: i64) {
-        self.watermark_ms.0.fetch_max(ms.max(0) as u64, Ordering::Relaxed);
+        self.watermark_ms
+            .0
+            .fetch_max(ms.max(0) as u64, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> OperatorMetricsSnapshot {
@@ -101,6 +103,9 @@ impl MetricsSnapshot {
 
     /// A named counter of an operator (0 if never touched).
     pub fn counter(&self, operator: &str, name: &str) -> u64 {
-        self.operators.get(operator).and_then(|o| o.counters.get(name).copied()).unwrap_or(0)
+        self.operators
+            .get(operator)
+            .and_then(|o| o.counters.get(name).copied())
+            .unwrap_or(0)
     }
 }

@@ -27,13 +27,22 @@ pub struct SubtaskInfo {
 }
 
 impl SubtaskInfo {
-    pub(crate) fn new(operator: &str, index: usize, parallelism: usize, max_parallelism: u32) -> Self {
+    pub(crate) fn new(
+        operator: &str,
+        index: usize,
+        parallelism: usize,
+        max_parallelism: u32,
+    ) -> Self {
         SubtaskInfo {
             operator: operator.to_string(),
             index,
             parallelism,
             max_parallelism,
-            key_groups: KeyGroupRange::for_subtask(max_parallelism, parallelism as u32, index as u32),
+            key_groups: KeyGroupRange::for_subtask(
+                max_parallelism,
+                parallelism as u32,
+                index as u32,
+            ),
         }
     }
 }

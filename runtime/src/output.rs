@@ -30,7 +30,11 @@ pub(crate) struct OutputRouter {
 
 impl OutputRouter {
     pub fn new(routes: Vec<Route>, unrouted_side_rows: Counter) -> Self {
-        OutputRouter { routes, unrouted_side_rows, parts: Vec::new() }
+        OutputRouter {
+            routes,
+            unrouted_side_rows,
+            parts: Vec::new(),
+        }
     }
 
     /// Sends a batch from an output of node `from` along every edge leaving it.
@@ -50,7 +54,9 @@ impl OutputRouter {
             }
             routed = true;
             let parts = &mut self.parts;
-            route.partitioner.split(batch.clone(), |t, b| parts.push((t, b)))?;
+            route
+                .partitioner
+                .split(batch.clone(), |t, b| parts.push((t, b)))?;
             for (target, part) in parts.drain(..) {
                 route.senders[target]
                     .send(Message::Data(part))
@@ -68,7 +74,10 @@ impl OutputRouter {
     pub async fn broadcast(&mut self, message: Message) -> Result<(), RuntimeError> {
         for route in &self.routes {
             for sender in &route.senders {
-                sender.send(message.clone()).await.map_err(|_| RuntimeError::ChannelClosed)?;
+                sender
+                    .send(message.clone())
+                    .await
+                    .map_err(|_| RuntimeError::ChannelClosed)?;
             }
         }
         Ok(())

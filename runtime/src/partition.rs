@@ -14,19 +14,32 @@ use crate::time::column_names;
 pub enum Partitioner {
     /// Everything to the one target.
     Single,
-    Rebalance { next: usize, targets: usize },
-    Broadcast { targets: usize },
+    Rebalance {
+        next: usize,
+        targets: usize,
+    },
+    Broadcast {
+        targets: usize,
+    },
     Hash(HashPartitioner),
 }
 
 impl Partitioner {
     /// `first_target` staggers the round-robin start, so that the subtasks of
     /// one operator do not all begin with the same target.
-    pub fn new(partitioning: &Partitioning, targets: usize, max_parallelism: u32, first_target: usize) -> Self {
+    pub fn new(
+        partitioning: &Partitioning,
+        targets: usize,
+        max_parallelism: u32,
+        first_target: usize,
+    ) -> Self {
         match partitioning {
             _ if targets == 1 => Partitioner::Single,
             Partitioning::Forward => Partitioner::Single,
-            Partitioning::Rebalance => Partitioner::Rebalance { next: first_target % targets, targets },
+            Partitioning::Rebalance => Partitioner::Rebalance {
+                next: first_target % targets,
+                targets,
+            },
             Partitioning::Broadcast => Partitioner::Broadcast { targets },
             Partitioning::Hash(keys) => Partitioner::Hash(HashPartitioner {
                 keys: keys.clone(),
@@ -70,7 +83,11 @@ pub struct HashPartitioner {
 }
 
 impl HashPartitioner {
-    fn split(&mut self, batch: RecordBatch, mut send: impl FnMut(usize, RecordBatch)) -> Result<(), RuntimeError> {
+    fn split(
+        &mut self,
+        batch: RecordBatch,
+        mut send: impl FnMut(usize, RecordBatch),
+    ) -> Result<(), RuntimeError> {
         let rows = batch.num_rows();
         let columns = self
             .keys
@@ -91,7 +108,11 @@ impl HashPartitioner {
         let mut target_of = Vec::with_capacity(rows);
         let mut counts = vec![0u32; targets];
         for h in &self.hashes {
-            let t = subtask_of(key_group_of(*h, self.max_parallelism), self.max_parallelism, self.targets);
+            let t = subtask_of(
+                key_group_of(*h, self.max_parallelism),
+                self.max_parallelism,
+                self.targets,
+            );
             target_of.push(t);
             counts[t as usize] += 1;
         }

@@ -46,13 +46,19 @@ pub trait Source: Send + 'static {
 pub enum EventTimeSpec {
     /// From a column of the source's rows (a timestamp, or epoch milliseconds),
     /// with watermarks that allow rows to be this late.
-    Column { name: String, max_out_of_orderness: Duration },
+    Column {
+        name: String,
+        max_out_of_orderness: Duration,
+    },
     /// The wall-clock time at which the batch was read. Watermarks follow it.
     ArrivalTime,
 }
 
 impl EventTimeSpec {
     pub fn column(name: impl Into<String>, max_out_of_orderness: Duration) -> Self {
-        EventTimeSpec::Column { name: name.into(), max_out_of_orderness }
+        EventTimeSpec::Column {
+            name: name.into(),
+            max_out_of_orderness,
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
 use crate::operator::OperatorContext;
 use crate::source::{EventTimeSpec, Source, SourcePoll};
-use crate::time::{EventTime, EVENT_TIME_TYPE, Watermark, max_event_time, with_event_time};
+use crate::time::{EVENT_TIME_TYPE, EventTime, Watermark, max_event_time, with_event_time};
 use crate::watermarks::{BoundedOutOfOrderness, InputWatermarks};
 
 /// A source subtask and the chain of operators after it.
@@ -37,7 +37,10 @@ impl SourceTask {
         self.chain.open().await?;
         let assigner = EventTimeAssigner::new(&self.event_time);
         let mut watermarks = match &self.event_time {
-            EventTimeSpec::Column { max_out_of_orderness, .. } => BoundedOutOfOrderness::new(*max_out_of_orderness),
+            EventTimeSpec::Column {
+                max_out_of_orderness,
+                ..
+            } => BoundedOutOfOrderness::new(*max_out_of_orderness),
             EventTimeSpec::ArrivalTime => BoundedOutOfOrderness::new(Duration::ZERO),
         };
         let mut emitted: Option<EventTime> = None;
@@ -77,7 +80,8 @@ impl SourceTask {
                     }
                 }
                 SourcePoll::Side { output, batch } => {
-                    let batch = with_event_time(&batch, arrival_times(batch.num_rows())).map_err(|e| at(e.into()))?;
+                    let batch = with_event_time(&batch, arrival_times(batch.num_rows()))
+                        .map_err(|e| at(e.into()))?;
                     self.chain.push_side(&output, batch).await?;
                 }
                 SourcePoll::Finished => break true,
@@ -86,7 +90,9 @@ impl SourceTask {
         if finished {
             // A bounded input has ended: event time is complete.
             self.ctx.metrics.note_watermark(i64::MAX);
-            self.chain.watermark(Watermark::EventTime(EventTime::MAX)).await?;
+            self.chain
+                .watermark(Watermark::EventTime(EventTime::MAX))
+                .await?;
         }
         self.chain.end_of_input().await
     }
@@ -103,8 +109,14 @@ impl OperatorTask {
         self.chain.open().await?;
         let mut watermarks = InputWatermarks::new(self.gate.channel_count());
         loop {
-            let next = self.gate.next().await.map_err(|e| NodeError::new(head, e.into()))?;
-            let Some((channel, message)) = next else { break };
+            let next = self
+                .gate
+                .next()
+                .await
+                .map_err(|e| NodeError::new(head, e.into()))?;
+            let Some((channel, message)) = next else {
+                break;
+            };
             let forward = match message {
                 Message::Data(batch) => {
                     watermarks.on_data(channel);
@@ -131,7 +143,9 @@ struct EventTimeAssigner {
 impl EventTimeAssigner {
     fn new(spec: &EventTimeSpec) -> Self {
         match spec {
-            EventTimeSpec::Column { name, .. } => EventTimeAssigner { column: Some(name.clone()) },
+            EventTimeSpec::Column { name, .. } => EventTimeAssigner {
+                column: Some(name.clone()),
+            },
             EventTimeSpec::ArrivalTime => EventTimeAssigner { column: None },
         }
     }
@@ -141,9 +155,12 @@ impl EventTimeAssigner {
             return with_event_time(&batch, arrival_times(batch.num_rows()));
         };
         let column = batch.column_by_name(name).ok_or_else(|| {
-            RuntimeError::Schema(format!("event-time column `{name}` is not in the source's rows"))
+            RuntimeError::Schema(format!(
+                "event-time column `{name}` is not in the source's rows"
+            ))
         })?;
-        let times = to_event_time(column).map_err(|e| RuntimeError::Schema(format!("event-time column `{name}`: {e}")))?;
+        let times = to_event_time(column)
+            .map_err(|e| RuntimeError::Schema(format!("event-time column `{name}`: {e}")))?;
         if times.null_count() > 0 {
             return Err(RuntimeError::Schema(format!(
                 "event-time column `{name}` is NULL in {} of {} rows",
@@ -161,20 +178,37 @@ fn to_event_time(column: &ArrayRef) -> Result<ArrayRef, RuntimeError> {
         DataType::Timestamp(TimeUnit::Millisecond, None) => column.clone(),
         DataType::Timestamp(_, tz) => {
             // The values are UTC instants whatever the zone: only the unit changes.
-            let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?;
-            Arc::new(ms.as_primitive::<TimestampMillisecondType>().clone().with_timezone_opt(None::<String>))
+            let ms = cast(
+                column,
+                &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+            )?;
+            Arc::new(
+                ms.as_primitive::<TimestampMillisecondType>()
+                    .clone()
+                    .with_timezone_opt(None::<String>),
+            )
         }
         DataType::Int64 => {
             let ints = column.as_primitive::<arrow::datatypes::Int64Type>();
-            Arc::new(TimestampMillisecondArray::new(ints.values().clone(), ints.nulls().cloned()))
+            Arc::new(TimestampMillisecondArray::new(
+                ints.values().clone(),
+                ints.nulls().cloned(),
+            ))
         }
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => {
             let ints = cast(column, &DataType::Int64)?;
             return to_event_time(&ints);
         }
-        DataType::Date32 | DataType::Date64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            cast(column, &EVENT_TIME_TYPE)?
-        }
+        DataType::Date32
+        | DataType::Date64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View => cast(column, &EVENT_TIME_TYPE)?,
         other => {
             return Err(RuntimeError::Schema(format!(
                 "has type {other}; event time needs a timestamp, a date or epoch milliseconds"

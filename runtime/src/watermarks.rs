@@ -79,7 +79,11 @@ impl InputWatermarks {
     }
 
     fn advance(&mut self) -> Option<Watermark> {
-        let mut active = self.inputs.iter().filter(|s| !s.finished && !s.idle).peekable();
+        let mut active = self
+            .inputs
+            .iter()
+            .filter(|s| !s.finished && !s.idle)
+            .peekable();
         if active.peek().is_none() {
             // Nobody active. If some input is merely idle, say so once; if all have
             // finished, end of stream says the rest.
@@ -128,14 +132,21 @@ impl BoundedOutOfOrderness {
 
     /// Notes the largest event time of a batch.
     pub fn observe(&mut self, max_event_time: EventTime) {
-        self.max_seen = Some(self.max_seen.map_or(max_event_time, |m| m.max(max_event_time)));
+        self.max_seen = Some(
+            self.max_seen
+                .map_or(max_event_time, |m| m.max(max_event_time)),
+        );
     }
 
     /// The watermark: the largest event time seen, less the bound, less 1 ms
     /// (a row exactly at the bound is still on time).
     pub fn current(&self) -> Option<EventTime> {
-        self.max_seen
-            .map(|m| EventTime(m.0.saturating_sub(self.max_out_of_orderness_ms).saturating_sub(1)))
+        self.max_seen.map(|m| {
+            EventTime(
+                m.0.saturating_sub(self.max_out_of_orderness_ms)
+                    .saturating_sub(1),
+            )
+        })
     }
 }
 

@@ -13,11 +13,16 @@ use serde_arrow::utils::Item;
 use crate::error::{HeadwaterError, Result};
 
 fn tracing_options() -> TracingOptions {
-    TracingOptions::default().allow_null_fields(true).enums_without_data_as_strings(true)
+    TracingOptions::default()
+        .allow_null_fields(true)
+        .enums_without_data_as_strings(true)
 }
 
 fn rows_error<T>(source: serde_arrow::Error) -> HeadwaterError {
-    HeadwaterError::Rows { type_name: type_name::<T>(), source }
+    HeadwaterError::Rows {
+        type_name: type_name::<T>(),
+        source,
+    }
 }
 
 /// Converts between batches and rows of `T`. The Arrow fields of `T` are found
@@ -30,7 +35,10 @@ pub(crate) struct RowCodec<T> {
 
 impl<T> Clone for RowCodec<T> {
     fn clone(&self) -> Self {
-        RowCodec { fields: self.fields.clone(), _rows: PhantomData }
+        RowCodec {
+            fields: self.fields.clone(),
+            _rows: PhantomData,
+        }
     }
 }
 
@@ -44,7 +52,10 @@ impl<T: DeserializeOwned> RowCodec<T> {
 impl<T: Serialize + DeserializeOwned> RowCodec<T> {
     pub fn new() -> Result<Self> {
         let fields = Vec::<FieldRef>::from_type::<T>(tracing_options()).map_err(rows_error::<T>)?;
-        Ok(RowCodec { fields, _rows: PhantomData })
+        Ok(RowCodec {
+            fields,
+            _rows: PhantomData,
+        })
     }
 
     pub fn fields(&self) -> &[FieldRef] {
@@ -65,14 +76,21 @@ pub(crate) struct ValueCodec<K> {
 
 impl<K> Clone for ValueCodec<K> {
     fn clone(&self) -> Self {
-        ValueCodec { fields: self.fields.clone(), _values: PhantomData }
+        ValueCodec {
+            fields: self.fields.clone(),
+            _values: PhantomData,
+        }
     }
 }
 
 impl<K: Serialize + DeserializeOwned> ValueCodec<K> {
     pub fn new() -> Result<Self> {
-        let fields = Vec::<FieldRef>::from_type::<Item<K>>(tracing_options()).map_err(rows_error::<K>)?;
-        Ok(ValueCodec { fields, _values: PhantomData })
+        let fields =
+            Vec::<FieldRef>::from_type::<Item<K>>(tracing_options()).map_err(rows_error::<K>)?;
+        Ok(ValueCodec {
+            fields,
+            _values: PhantomData,
+        })
     }
 
     pub fn field(&self) -> &FieldRef {
@@ -80,7 +98,8 @@ impl<K: Serialize + DeserializeOwned> ValueCodec<K> {
     }
 
     pub fn encode(&self, values: &[K]) -> Result<ArrayRef> {
-        let mut arrays = serde_arrow::to_arrow(&self.fields, serde_arrow::utils::Items(values)).map_err(rows_error::<K>)?;
+        let mut arrays = serde_arrow::to_arrow(&self.fields, serde_arrow::utils::Items(values))
+            .map_err(rows_error::<K>)?;
         Ok(arrays.remove(0))
     }
 }

@@ -37,13 +37,19 @@ pub struct Stream<T> {
 
 impl<T> Clone for Stream<T> {
     fn clone(&self) -> Self {
-        Stream { inner: self.inner.clone(), _rows: PhantomData }
+        Stream {
+            inner: self.inner.clone(),
+            _rows: PhantomData,
+        }
     }
 }
 
 impl<T: Row> Stream<T> {
     pub(crate) fn from_data_stream(inner: DataStream) -> Self {
-        Stream { inner, _rows: PhantomData }
+        Stream {
+            inner,
+            _rows: PhantomData,
+        }
     }
 
     /// The stream as Arrow batches.
@@ -53,7 +59,9 @@ impl<T: Row> Stream<T> {
 
     /// Sets the parallelism of the operator that makes this stream.
     pub fn with_parallelism(self, parallelism: usize) -> Result<Self> {
-        Ok(Stream::from_data_stream(self.inner.with_parallelism(parallelism)?))
+        Ok(Stream::from_data_stream(
+            self.inner.with_parallelism(parallelism)?,
+        ))
     }
 
     /// One output row per input row.
@@ -65,9 +73,15 @@ impl<T: Row> Stream<T> {
         let schema = typed_schema(out.fields());
         let f = Arc::new(f);
         let factory = Arc::new(move |_: &_| {
-            Ok(Box::new(MapOp::<T, U, F> { f: f.clone(), out: out.clone(), _rows: PhantomData }) as Box<dyn Operator>)
+            Ok(Box::new(MapOp::<T, U, F> {
+                f: f.clone(),
+                out: out.clone(),
+                _rows: PhantomData,
+            }) as Box<dyn Operator>)
         });
-        Ok(Stream::from_data_stream(self.inner.then("map", schema, factory)?))
+        Ok(Stream::from_data_stream(
+            self.inner.then("map", schema, factory)?,
+        ))
     }
 
     /// Any number of output rows per input row.
@@ -80,9 +94,15 @@ impl<T: Row> Stream<T> {
         let schema = typed_schema(out.fields());
         let f = Arc::new(f);
         let factory = Arc::new(move |_: &_| {
-            Ok(Box::new(FlatMapOp::<T, U, F> { f: f.clone(), out: out.clone(), _rows: PhantomData }) as Box<dyn Operator>)
+            Ok(Box::new(FlatMapOp::<T, U, F> {
+                f: f.clone(),
+                out: out.clone(),
+                _rows: PhantomData,
+            }) as Box<dyn Operator>)
         });
-        Ok(Stream::from_data_stream(self.inner.then("flat_map", schema, factory)?))
+        Ok(Stream::from_data_stream(
+            self.inner.then("flat_map", schema, factory)?,
+        ))
     }
 
     /// Keeps the rows for which `f` is true.
@@ -93,9 +113,14 @@ impl<T: Row> Stream<T> {
         let schema = drop_key(&self.inner.schema);
         let f = Arc::new(f);
         let factory = Arc::new(move |_: &_| {
-            Ok(Box::new(FilterOp::<T, F> { f: f.clone(), _rows: PhantomData }) as Box<dyn Operator>)
+            Ok(Box::new(FilterOp::<T, F> {
+                f: f.clone(),
+                _rows: PhantomData,
+            }) as Box<dyn Operator>)
         });
-        Ok(Stream::from_data_stream(self.inner.then("filter", schema, factory)?))
+        Ok(Stream::from_data_stream(
+            self.inner.then("filter", schema, factory)?,
+        ))
     }
 
     /// Partitions the stream by a key computed from each row: every row with
@@ -105,18 +130,36 @@ impl<T: Row> Stream<T> {
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
         let key = ValueCodec::<K>::new()?;
-        let key_field: FieldRef = Arc::new(Field::new(KEY_FIELD, key.field().data_type().clone(), key.field().is_nullable()));
-        let mut fields: Vec<FieldRef> = drop_key(&self.inner.schema).fields().iter().cloned().collect();
+        let key_field: FieldRef = Arc::new(Field::new(
+            KEY_FIELD,
+            key.field().data_type().clone(),
+            key.field().is_nullable(),
+        ));
+        let mut fields: Vec<FieldRef> = drop_key(&self.inner.schema)
+            .fields()
+            .iter()
+            .cloned()
+            .collect();
         fields.push(key_field);
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let f = Arc::new(f);
         let op_schema = schema.clone();
         let factory = Arc::new(move |_: &_| {
-            Ok(Box::new(KeyOp::<T, K, F> { f: f.clone(), key: key.clone(), schema: op_schema.clone(), _rows: PhantomData })
-                as Box<dyn Operator>)
+            Ok(Box::new(KeyOp::<T, K, F> {
+                f: f.clone(),
+                key: key.clone(),
+                schema: op_schema.clone(),
+                _rows: PhantomData,
+            }) as Box<dyn Operator>)
         });
-        let keyed = self.inner.then("key_by", schema, factory)?.key_by(&[KEY_FIELD])?;
-        Ok(KeyedStream { stream: Stream::from_data_stream(keyed), _key: PhantomData })
+        let keyed = self
+            .inner
+            .then("key_by", schema, factory)?
+            .key_by(&[KEY_FIELD])?;
+        Ok(KeyedStream {
+            stream: Stream::from_data_stream(keyed),
+            _key: PhantomData,
+        })
     }
 
     /// The rows of this stream and of `others`.
@@ -132,7 +175,10 @@ impl<T: Row> Stream<T> {
 
     /// Hands the rows back to this program.
     pub fn collect(self) -> Result<TypedReceiver<T>> {
-        Ok(TypedReceiver { inner: self.inner.collect()?, _rows: PhantomData })
+        Ok(TypedReceiver {
+            inner: self.inner.collect()?,
+            _rows: PhantomData,
+        })
     }
 }
 
@@ -198,6 +244,11 @@ fn typed_schema(fields: &[FieldRef]) -> SchemaRef {
 
 fn drop_key(schema: &SchemaRef) -> SchemaRef {
     let user = user_schema(schema);
-    let fields: Vec<FieldRef> = user.fields().iter().filter(|f| f.name() != KEY_FIELD).cloned().collect();
+    let fields: Vec<FieldRef> = user
+        .fields()
+        .iter()
+        .filter(|f| f.name() != KEY_FIELD)
+        .cloned()
+        .collect();
     schema_with_event_time(&Arc::new(Schema::new(fields)))
 }

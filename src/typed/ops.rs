@@ -16,11 +16,13 @@ use headwater_runtime::{BoxError, Collector, Operator, OperatorContext};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{RowCodec, ValueCodec};
 use super::KEY_FIELD;
+use super::codec::{RowCodec, ValueCodec};
 
 fn event_times(batch: &RecordBatch) -> Result<&ArrayRef, BoxError> {
-    batch.column_by_name(EVENT_TIME_FIELD).ok_or_else(|| format!("batch has no `{EVENT_TIME_FIELD}`").into())
+    batch
+        .column_by_name(EVENT_TIME_FIELD)
+        .ok_or_else(|| format!("batch has no `{EVENT_TIME_FIELD}`").into())
 }
 
 /// A batch without the typed key column (zero-copy).
@@ -48,11 +50,17 @@ where
     U: Serialize + DeserializeOwned + Send + 'static,
     F: Fn(T) -> U + Send + Sync + 'static,
 {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let rows = RowCodec::<T>::decode(&batch)?;
         let results: Vec<U> = rows.into_iter().map(|r| (self.f)(r)).collect();
         let encoded = self.out.encode(&results)?;
-        out.collect(with_event_time(&encoded, event_times(&batch)?.clone())?).await
+        out.collect(with_event_time(&encoded, event_times(&batch)?.clone())?)
+            .await
     }
 }
 
@@ -70,7 +78,12 @@ where
     I: IntoIterator<Item = U>,
     F: Fn(T) -> I + Send + Sync + 'static,
 {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let rows = RowCodec::<T>::decode(&batch)?;
         let mut results = Vec::with_capacity(rows.len());
         let mut origin = Vec::with_capacity(rows.len());
@@ -100,7 +113,12 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: Fn(&T) -> bool + Send + Sync + 'static,
 {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let rows = RowCodec::<T>::decode(&batch)?;
         let mask: BooleanArray = rows.iter().map(|r| Some((self.f)(r))).collect();
         let kept = mask.true_count();
@@ -108,7 +126,11 @@ where
             return Ok(());
         }
         let batch = without_key(batch);
-        let batch = if kept == batch.num_rows() { batch } else { filter_record_batch(&batch, &mask)? };
+        let batch = if kept == batch.num_rows() {
+            batch
+        } else {
+            filter_record_batch(&batch, &mask)?
+        };
         out.collect(batch).await
     }
 }
@@ -128,12 +150,18 @@ where
     K: Serialize + DeserializeOwned + Send + 'static,
     F: Fn(&T) -> K + Send + Sync + 'static,
 {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, out: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let rows = RowCodec::<T>::decode(&batch)?;
         let keys: Vec<K> = rows.iter().map(|r| (self.f)(r)).collect();
         let key_column = self.key.encode(&keys)?;
         let mut columns = without_key(batch).columns().to_vec();
         columns.push(key_column);
-        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?).await
+        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?)
+            .await
     }
 }

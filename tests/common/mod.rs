@@ -7,9 +7,9 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use headwater::operators::sources::SourceSpec;
 use headwater::runtime::graph::SourceFactory;
 use headwater::runtime::{BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll};
-use headwater::operators::sources::SourceSpec;
 
 /// Every row of the batches as a JSON line, sorted: a multiset to compare.
 pub fn sorted_json_rows(batches: &[RecordBatch]) -> Vec<String> {
@@ -21,7 +21,11 @@ pub fn sorted_json_rows(batches: &[RecordBatch]) -> Vec<String> {
         }
         writer.finish().unwrap();
     }
-    let mut rows: Vec<String> = String::from_utf8(out).unwrap().lines().map(String::from).collect();
+    let mut rows: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     rows.sort();
     rows
 }
@@ -55,8 +59,11 @@ impl SourceSpec for VecSource {
         let spec = self.clone();
         Arc::new(move |subtask| {
             let batches = spec.batches.get(subtask.index).cloned().unwrap_or_default();
-            Ok(Box::new(VecSubtask { schema: spec.schema.clone(), batches: batches.into(), then_wait: spec.then_wait })
-                as Box<dyn Source>)
+            Ok(Box::new(VecSubtask {
+                schema: spec.schema.clone(),
+                batches: batches.into(),
+                then_wait: spec.then_wait,
+            }) as Box<dyn Source>)
         })
     }
 }
@@ -88,5 +95,7 @@ impl Source for VecSubtask {
 
 /// Runs a future with a deadline, so that a hang fails the test instead of stalling it.
 pub async fn within<T>(seconds: u64, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(seconds), f).await.expect("the job hung")
+    tokio::time::timeout(Duration::from_secs(seconds), f)
+        .await
+        .expect("the job hung")
 }

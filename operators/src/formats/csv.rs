@@ -19,10 +19,19 @@ pub struct CsvDecoder {
 impl CsvDecoder {
     pub fn new(schema: SchemaRef, batch_size: usize, delimiter: u8) -> Self {
         let decoder = build(&schema, batch_size, delimiter);
-        CsvDecoder { schema, batch_size, delimiter, decoder }
+        CsvDecoder {
+            schema,
+            batch_size,
+            delimiter,
+            decoder,
+        }
     }
 
-    fn decode_all(&mut self, mut bytes: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), arrow::error::ArrowError> {
+    fn decode_all(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), arrow::error::ArrowError> {
         while !bytes.is_empty() {
             let read = self.decoder.decode(bytes)?;
             bytes = &bytes[read..];
@@ -43,7 +52,12 @@ fn build(schema: &SchemaRef, batch_size: usize, delimiter: u8) -> Decoder {
 }
 
 impl LineDecoder for CsvDecoder {
-    fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>, bad: &mut Vec<BadLine>) -> Result<(), OperatorError> {
+    fn decode(
+        &mut self,
+        lines: &[u8],
+        out: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadLine>,
+    ) -> Result<(), OperatorError> {
         let first = out.len();
         let mut input = std::borrow::Cow::Borrowed(lines);
         if lines.last().is_some_and(|b| *b != b'\n') {
@@ -51,7 +65,10 @@ impl LineDecoder for CsvDecoder {
             owned.push(b'\n');
             input = std::borrow::Cow::Owned(owned);
         }
-        match self.decode_all(&input, out).and_then(|()| self.decoder.flush()) {
+        match self
+            .decode_all(&input, out)
+            .and_then(|()| self.decoder.flush())
+        {
             Ok(last) => {
                 out.extend(last);
                 return Ok(());
@@ -64,7 +81,10 @@ impl LineDecoder for CsvDecoder {
         let mut probe = build(&self.schema, 1, self.delimiter);
         let (schema, delimiter) = (self.schema.clone(), self.delimiter);
         let good = sort_lines(lines, bad, |line| {
-            let result = probe.decode(line).and_then(|_| probe.decode(b"\n")).and_then(|_| probe.flush());
+            let result = probe
+                .decode(line)
+                .and_then(|_| probe.decode(b"\n"))
+                .and_then(|_| probe.flush());
             result.map(|_| ()).map_err(|e| {
                 probe = build(&schema, 1, delimiter);
                 e.to_string()
@@ -96,8 +116,12 @@ mod tests {
         ]));
         let mut d = CsvDecoder::new(schema, 1024, b',');
         let (mut out, mut bad) = (Vec::new(), Vec::new());
-        d.decode(b"a,1.5\nb,oops\nc,2\n", &mut out, &mut bad).unwrap();
-        let values: Vec<f64> = out.iter().flat_map(|b| b.column(1).as_primitive::<Float64Type>().values().to_vec()).collect();
+        d.decode(b"a,1.5\nb,oops\nc,2\n", &mut out, &mut bad)
+            .unwrap();
+        let values: Vec<f64> = out
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Float64Type>().values().to_vec())
+            .collect();
         assert_eq!(values, vec![1.5, 2.0]);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].offset, 6);

@@ -19,10 +19,18 @@ pub struct JsonDecoder {
 impl JsonDecoder {
     pub fn new(schema: SchemaRef, batch_size: usize) -> Result<Self, OperatorError> {
         let decoder = build(&schema, batch_size)?;
-        Ok(JsonDecoder { schema, batch_size, decoder })
+        Ok(JsonDecoder {
+            schema,
+            batch_size,
+            decoder,
+        })
     }
 
-    fn decode_all(&mut self, mut bytes: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), arrow::error::ArrowError> {
+    fn decode_all(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), arrow::error::ArrowError> {
         while !bytes.is_empty() {
             let read = self.decoder.decode(bytes)?;
             bytes = &bytes[read..];
@@ -35,11 +43,18 @@ impl JsonDecoder {
 }
 
 fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, OperatorError> {
-    Ok(ReaderBuilder::new(schema.clone()).with_batch_size(batch_size).build_decoder()?)
+    Ok(ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_size)
+        .build_decoder()?)
 }
 
 impl LineDecoder for JsonDecoder {
-    fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>, bad: &mut Vec<BadLine>) -> Result<(), OperatorError> {
+    fn decode(
+        &mut self,
+        lines: &[u8],
+        out: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadLine>,
+    ) -> Result<(), OperatorError> {
         let first = out.len();
         let fast = self.decode_all(lines, out).and_then(|()| {
             // A chunk ends with a whole line; a partial record here means a line was cut.
@@ -60,7 +75,10 @@ impl LineDecoder for JsonDecoder {
         let mut probe = build(&self.schema, 1)?;
         let schema = self.schema.clone();
         let good = sort_lines(lines, bad, |line| {
-            let result = probe.decode(line).and_then(|_| probe.decode(b"\n")).and_then(|_| probe.flush());
+            let result = probe
+                .decode(line)
+                .and_then(|_| probe.decode(b"\n"))
+                .and_then(|_| probe.flush());
             result.map(|_| ()).map_err(|e| {
                 probe = build(&schema, 1).expect("the schema built a decoder before");
                 describe(line, &e)
@@ -111,16 +129,22 @@ mod tests {
         let input = b"{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\" \"b\"}\n\n{\"id\":\"x\"}\n{\"id\":4}\n{\"id\":5}";
         let (mut out, mut bad) = (Vec::new(), Vec::new());
         d.decode(input, &mut out, &mut bad).unwrap();
-        let ids: Vec<i64> = out.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
         assert_eq!(ids, vec![1, 4, 5]);
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0].offset, 20);
-        assert!(bad[0].error.contains("column 15"), "{}", bad[0].error);
+        assert!(bad[0].error.contains("column 16"), "{}", bad[0].error);
         assert!(bad[1].error.contains("id"), "{}", bad[1].error);
         // The decoder still works afterwards, on the fast path.
         let (mut out, mut bad) = (Vec::new(), Vec::new());
         d.decode(b"{\"id\":7}\n", &mut out, &mut bad).unwrap();
-        assert_eq!(out[0].column(0).as_primitive::<Int64Type>(), &Int64Array::from(vec![7]));
+        assert_eq!(
+            out[0].column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![7])
+        );
         assert!(bad.is_empty());
     }
 }

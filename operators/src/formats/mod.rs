@@ -29,7 +29,12 @@ pub struct BadLine {
 pub trait LineDecoder: Send {
     /// Decodes `lines`: complete lines, each ending in `\n` but perhaps the last.
     /// Good rows go to `out` in batches; bad lines to `bad`.
-    fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>, bad: &mut Vec<BadLine>) -> Result<(), OperatorError>;
+    fn decode(
+        &mut self,
+        lines: &[u8],
+        out: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadLine>,
+    ) -> Result<(), OperatorError>;
 }
 
 /// A text format of one record per line.
@@ -43,18 +48,33 @@ pub enum LineFormat {
 
 impl LineFormat {
     pub fn csv() -> Self {
-        LineFormat::Csv { delimiter: b',', has_header: true }
+        LineFormat::Csv {
+            delimiter: b',',
+            has_header: true,
+        }
     }
 
     /// Whether the first line of every file is a header to skip.
     pub fn has_header(&self) -> bool {
-        matches!(self, LineFormat::Csv { has_header: true, .. })
+        matches!(
+            self,
+            LineFormat::Csv {
+                has_header: true,
+                ..
+            }
+        )
     }
 
-    pub fn decoder(&self, schema: SchemaRef, batch_size: usize) -> Result<Box<dyn LineDecoder>, OperatorError> {
+    pub fn decoder(
+        &self,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<Box<dyn LineDecoder>, OperatorError> {
         Ok(match self {
             LineFormat::Json => Box::new(JsonDecoder::new(schema, batch_size)?),
-            LineFormat::Csv { delimiter, .. } => Box::new(CsvDecoder::new(schema, batch_size, *delimiter)),
+            LineFormat::Csv { delimiter, .. } => {
+                Box::new(CsvDecoder::new(schema, batch_size, *delimiter))
+            }
         })
     }
 }
@@ -90,7 +110,11 @@ pub(crate) fn sort_lines(
     for (offset, line) in lines(chunk) {
         match decode_one(line) {
             Ok(()) => good.push((offset, line.len())),
-            Err(error) => bad.push(BadLine { offset, len: line.len(), error }),
+            Err(error) => bad.push(BadLine {
+                offset,
+                len: line.len(),
+                error,
+            }),
         }
     }
     good

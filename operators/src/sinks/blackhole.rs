@@ -21,13 +21,20 @@ impl SinkSpec for BlackholeSink {
     }
 
     fn factory(&self, _schema: &SchemaRef) -> Result<OperatorFactory, OperatorError> {
-        Ok(Arc::new(|_| Ok(Box::new(BlackholeSink) as Box<dyn Operator>)))
+        Ok(Arc::new(|_| {
+            Ok(Box::new(BlackholeSink) as Box<dyn Operator>)
+        }))
     }
 }
 
 #[async_trait]
 impl Operator for BlackholeSink {
-    async fn process_batch(&mut self, _: RecordBatch, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        _: RecordBatch,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         Ok(())
     }
 }

@@ -57,16 +57,28 @@ impl SinkSpec for CollectSink {
 
     fn factory(&self, _schema: &SchemaRef) -> Result<OperatorFactory, OperatorError> {
         let sink = self.clone();
-        Ok(Arc::new(move |_| Ok(Box::new(sink.clone()) as Box<dyn Operator>)))
+        Ok(Arc::new(move |_| {
+            Ok(Box::new(sink.clone()) as Box<dyn Operator>)
+        }))
     }
 }
 
 #[async_trait]
 impl Operator for CollectSink {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         self.sender
             .send(without_event_time(&batch))
             .await
-            .map_err(|_| OperatorError::Config("the receiver of a collect sink was dropped while the job ran".into()).into())
+            .map_err(|_| {
+                OperatorError::Config(
+                    "the receiver of a collect sink was dropped while the job ran".into(),
+                )
+                .into()
+            })
     }
 }

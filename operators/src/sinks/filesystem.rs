@@ -40,8 +40,13 @@ impl SinkSpec for FileSink {
             fs::create_dir_all(&dir).map_err(|e| OperatorError::io(&dir, e))?;
             let path = dir.join(format!("part-{:04}.jsonl", subtask.index));
             let file = File::create(&path).map_err(|e| OperatorError::io(&path, e))?;
-            Ok(Box::new(FileWriter { path, writer: Some(LineDelimitedWriter::new(BufWriter::with_capacity(1 << 20, file))) })
-                as Box<dyn Operator>)
+            Ok(Box::new(FileWriter {
+                path,
+                writer: Some(LineDelimitedWriter::new(BufWriter::with_capacity(
+                    1 << 20,
+                    file,
+                ))),
+            }) as Box<dyn Operator>)
         }))
     }
 }
@@ -53,18 +58,29 @@ struct FileWriter {
 
 #[async_trait]
 impl Operator for FileWriter {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let writer = self.writer.as_mut().ok_or("write after the end of input")?;
         writer.write(&without_event_time(&batch))?;
         Ok(())
     }
 
-    async fn on_end_of_input(&mut self, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn on_end_of_input(
+        &mut self,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         if let Some(mut writer) = self.writer.take() {
             writer.finish()?;
             let mut file = writer.into_inner();
             file.flush().map_err(|e| OperatorError::io(&self.path, e))?;
-            file.get_ref().sync_all().map_err(|e| OperatorError::io(&self.path, e))?;
+            file.get_ref()
+                .sync_all()
+                .map_err(|e| OperatorError::io(&self.path, e))?;
         }
         Ok(())
     }

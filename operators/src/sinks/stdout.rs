@@ -32,11 +32,15 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn table() -> Self {
-        StdoutSink { format: StdoutFormat::Table }
+        StdoutSink {
+            format: StdoutFormat::Table,
+        }
     }
 
     pub fn json() -> Self {
-        StdoutSink { format: StdoutFormat::Json }
+        StdoutSink {
+            format: StdoutFormat::Json,
+        }
     }
 }
 
@@ -53,10 +57,18 @@ impl SinkSpec for StdoutSink {
 
 #[async_trait]
 impl Operator for StdoutSink {
-    async fn process_batch(&mut self, batch: RecordBatch, _: &mut OperatorContext, _: &mut dyn Collector) -> Result<(), BoxError> {
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _: &mut OperatorContext,
+        _: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let batch = without_event_time(&batch);
         let text = match self.format {
-            StdoutFormat::Table => format!("{}\n", arrow::util::pretty::pretty_format_batches(&[batch])?),
+            StdoutFormat::Table => format!(
+                "{}\n",
+                arrow::util::pretty::pretty_format_batches(&[batch])?
+            ),
             StdoutFormat::Json => {
                 let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
                 writer.write(&batch)?;
@@ -65,7 +77,10 @@ impl Operator for StdoutSink {
             }
         };
         let mut stdout = std::io::stdout().lock();
-        match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
             // A closed pipe (`| head`) ends the output, not the job.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => Ok(other?),

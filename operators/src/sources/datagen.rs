@@ -13,7 +13,9 @@ use arrow::array::*;
 use arrow::datatypes::*;
 use async_trait::async_trait;
 use headwater_runtime::graph::SourceFactory;
-use headwater_runtime::{BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo};
+use headwater_runtime::{
+    BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo,
+};
 use rand::distr::Alphanumeric;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +32,11 @@ pub const BLOCK_ROWS: u64 = 1024;
 pub enum FieldGen {
     /// Uniform in `[min, max]` for numbers and times (ms for timestamps, days
     /// for dates); `length` characters for strings.
-    Random { min: Option<f64>, max: Option<f64>, length: usize },
+    Random {
+        min: Option<f64>,
+        max: Option<f64>,
+        length: usize,
+    },
     /// `start + row` for numbers; `start + row * step` for timestamps (ms);
     /// the row number for strings.
     Sequence { start: i64, step: i64 },
@@ -40,7 +46,11 @@ pub enum FieldGen {
 
 impl Default for FieldGen {
     fn default() -> Self {
-        FieldGen::Random { min: None, max: None, length: 10 }
+        FieldGen::Random {
+            min: None,
+            max: None,
+            length: 10,
+        }
     }
 }
 
@@ -100,7 +110,11 @@ impl DatagenSource {
     }
 
     /// Uses a timestamp field as event time, with this bound on lateness.
-    pub fn event_time_field(mut self, name: impl Into<String>, max_out_of_orderness: Duration) -> Self {
+    pub fn event_time_field(
+        mut self,
+        name: impl Into<String>,
+        max_out_of_orderness: Duration,
+    ) -> Self {
         self.event_time = EventTimeSpec::column(name, max_out_of_orderness);
         self
     }
@@ -114,7 +128,9 @@ impl DatagenSource {
     pub fn validate(&self) -> Result<(), OperatorError> {
         for name in self.fields.keys() {
             if self.schema.field_with_name(name).is_err() {
-                return Err(OperatorError::Config(format!("datagen: option for unknown field `{name}`")));
+                return Err(OperatorError::Config(format!(
+                    "datagen: option for unknown field `{name}`"
+                )));
             }
         }
         let probe = self.make_block(0, 0..1)?;
@@ -122,17 +138,27 @@ impl DatagenSource {
         Ok(())
     }
 
-    fn make_block(&self, block: u64, rows: std::ops::Range<u64>) -> Result<RecordBatch, OperatorError> {
+    fn make_block(
+        &self,
+        block: u64,
+        rows: std::ops::Range<u64>,
+    ) -> Result<RecordBatch, OperatorError> {
         let columns = self
             .schema
             .fields()
             .iter()
             .enumerate()
             .map(|(c, field)| {
-                let seed = self.seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (c as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+                let seed = self.seed
+                    ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ (c as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let generator = self.fields.get(field.name()).cloned().unwrap_or_default();
-                let null_rate = if field.is_nullable() { self.null_rate } else { 0.0 };
+                let null_rate = if field.is_nullable() {
+                    self.null_rate
+                } else {
+                    0.0
+                };
                 make_column(field, &generator, rows.clone(), null_rate, &mut rng)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -157,7 +183,9 @@ impl SourceSpec for DatagenSource {
         let spec = self.clone();
         Arc::new(move |subtask: &SubtaskInfo| {
             spec.validate()?;
-            let rate = spec.rows_per_second.map(|r| RateLimiter::new(r / subtask.parallelism as f64));
+            let rate = spec
+                .rows_per_second
+                .map(|r| RateLimiter::new(r / subtask.parallelism as f64));
             Ok(Box::new(Datagen {
                 spec: spec.clone(),
                 next_block: subtask.index as u64,
@@ -212,26 +240,32 @@ fn make_column(
             field.data_type()
         ))
     };
-    let nulls: Option<Vec<bool>> = (null_rate > 0.0).then(|| (0..n).map(|_| !rng.random_bool(null_rate)).collect());
+    let nulls: Option<Vec<bool>> =
+        (null_rate > 0.0).then(|| (0..n).map(|_| !rng.random_bool(null_rate)).collect());
     let ints = |rng: &mut ChaCha8Rng, lo: i64, hi: i64| -> Result<Vec<i64>, OperatorError> {
         Ok(match generator {
             FieldGen::Random { min, max, .. } => {
                 let (lo, hi) = (min.map_or(lo, |m| m as i64), max.map_or(hi, |m| m as i64));
                 if lo > hi {
-                    return Err(OperatorError::Config(format!("datagen: field `{}` has min > max", field.name())));
+                    return Err(OperatorError::Config(format!(
+                        "datagen: field `{}` has min > max",
+                        field.name()
+                    )));
                 }
                 (0..n).map(|_| rng.random_range(lo..=hi)).collect()
             }
-            FieldGen::Sequence { start, step } => rows.clone().map(|r| start + r as i64 * step).collect(),
+            FieldGen::Sequence { start, step } => {
+                rows.clone().map(|r| start + r as i64 * step).collect()
+            }
             FieldGen::OneOf(_) => return Err(unsupported()),
         })
     };
     macro_rules! int_column {
         ($array:ty, $native:ty) => {{
             let values = ints(rng, <$native>::MIN as i64, <$native>::MAX as i64)?;
-            Arc::new(<$array>::from_iter(values.into_iter().enumerate().map(|(i, v)| {
-                nulls.as_ref().is_none_or(|m| m[i]).then_some(v as $native)
-            }))) as ArrayRef
+            Arc::new(<$array>::from_iter(values.into_iter().enumerate().map(
+                |(i, v)| nulls.as_ref().is_none_or(|m| m[i]).then_some(v as $native),
+            ))) as ArrayRef
         }};
     }
     let valid = |i: usize| nulls.as_ref().is_none_or(|m| m[i]);
@@ -247,29 +281,49 @@ fn make_column(
             let values: Vec<f64> = match generator {
                 FieldGen::Random { min, max, .. } => {
                     let (lo, hi) = (min.unwrap_or(0.0), max.unwrap_or(1.0));
-                    (0..n).map(|_| lo + (hi - lo) * rng.random::<f64>()).collect()
+                    (0..n)
+                        .map(|_| lo + (hi - lo) * rng.random::<f64>())
+                        .collect()
                 }
-                FieldGen::Sequence { start, step } => rows.clone().map(|r| (start + r as i64 * step) as f64).collect(),
+                FieldGen::Sequence { start, step } => rows
+                    .clone()
+                    .map(|r| (start + r as i64 * step) as f64)
+                    .collect(),
                 FieldGen::OneOf(_) => return Err(unsupported()),
             };
-            let array = Float64Array::from_iter(values.into_iter().enumerate().map(|(i, v)| valid(i).then_some(v)));
+            let array = Float64Array::from_iter(
+                values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| valid(i).then_some(v)),
+            );
             arrow::compute::cast(&array, field.data_type())?
         }
-        DataType::Boolean => {
-            Arc::new(BooleanArray::from_iter((0..n).map(|i| valid(i).then(|| rng.random_bool(0.5)))))
-        }
+        DataType::Boolean => Arc::new(BooleanArray::from_iter(
+            (0..n).map(|i| valid(i).then(|| rng.random_bool(0.5))),
+        )),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let mut b = StringBuilder::with_capacity(n, n * 10);
             let mut s = String::new();
             for (i, row) in rows.clone().enumerate() {
                 s.clear();
                 match generator {
-                    FieldGen::Random { length, .. } => s.extend(rng.sample_iter(Alphanumeric).take(*length).map(char::from)),
-                    FieldGen::Sequence { start, step } => s.push_str(&(start + row as i64 * step).to_string()),
-                    FieldGen::OneOf(values) if !values.is_empty() => s.push_str(&values[rng.random_range(0..values.len())]),
+                    FieldGen::Random { length, .. } => {
+                        s.extend(rng.sample_iter(Alphanumeric).take(*length).map(char::from))
+                    }
+                    FieldGen::Sequence { start, step } => {
+                        s.push_str(&(start + row as i64 * step).to_string())
+                    }
+                    FieldGen::OneOf(values) if !values.is_empty() => {
+                        s.push_str(&values[rng.random_range(0..values.len())])
+                    }
                     FieldGen::OneOf(_) => return Err(unsupported()),
                 }
-                if valid(i) { b.append_value(&s) } else { b.append_null() }
+                if valid(i) {
+                    b.append_value(&s)
+                } else {
+                    b.append_null()
+                }
             }
             arrow::compute::cast(&b.finish(), field.data_type())?
         }
@@ -279,7 +333,9 @@ fn make_column(
             let ms: Vec<i64> = match generator {
                 FieldGen::Sequence { start, step } => {
                     let start = if *start == 0 { start_ms } else { *start };
-                    rows.clone().map(|r| start + r as i64 * (*step).max(1)).collect()
+                    rows.clone()
+                        .map(|r| start + r as i64 * (*step).max(1))
+                        .collect()
                 }
                 FieldGen::Random { min, max, .. } => {
                     let lo = min.map_or(start_ms, |m| m as i64);
@@ -288,12 +344,21 @@ fn make_column(
                 }
                 FieldGen::OneOf(_) => return Err(unsupported()),
             };
-            let array = TimestampMillisecondArray::from_iter(ms.into_iter().enumerate().map(|(i, v)| valid(i).then_some(v)));
+            let array = TimestampMillisecondArray::from_iter(
+                ms.into_iter()
+                    .enumerate()
+                    .map(|(i, v)| valid(i).then_some(v)),
+            );
             arrow::compute::cast(&array, &DataType::Timestamp(*unit, tz.clone()))?
         }
         DataType::Date32 => {
             let values = ints(rng, 19_000, 21_000)?;
-            Arc::new(Date32Array::from_iter(values.into_iter().enumerate().map(|(i, v)| valid(i).then_some(v as i32))))
+            Arc::new(Date32Array::from_iter(
+                values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| valid(i).then_some(v as i32)),
+            ))
         }
         _ => return Err(unsupported()),
     })
@@ -308,10 +373,21 @@ mod tests {
             Field::new("id", DataType::Int64, false),
             Field::new("name", DataType::Utf8, true),
             Field::new("price", DataType::Float64, false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
         ])))
         .field("id", FieldGen::Sequence { start: 1, step: 1 })
-        .field("price", FieldGen::Random { min: Some(10.0), max: Some(20.0), length: 0 })
+        .field(
+            "price",
+            FieldGen::Random {
+                min: Some(10.0),
+                max: Some(20.0),
+                length: 0,
+            },
+        )
         .field("ts", FieldGen::Sequence { start: 0, step: 10 })
         .null_rate(0.2)
         .seed(5)
@@ -329,14 +405,22 @@ mod tests {
         let prices = a.column(2).as_primitive::<Float64Type>();
         assert!(prices.values().iter().all(|p| (10.0..=20.0).contains(p)));
         assert!(a.column(1).null_count() > 100 && a.column(1).null_count() < 300);
-        assert_eq!(a.column(0).null_count(), 0, "non-nullable fields get no NULLs");
+        assert_eq!(
+            a.column(0).null_count(),
+            0,
+            "non-nullable fields get no NULLs"
+        );
     }
 
     #[test]
     fn unknown_fields_and_types_are_refused() {
         let s = spec().field("nope", FieldGen::default());
         assert!(s.validate().unwrap_err().to_string().contains("nope"));
-        let s = DatagenSource::new(Arc::new(Schema::new(vec![Field::new("l", DataType::new_list(DataType::Int32, true), false)])));
+        let s = DatagenSource::new(Arc::new(Schema::new(vec![Field::new(
+            "l",
+            DataType::new_list(DataType::Int32, true),
+            false,
+        )])));
         assert!(s.validate().unwrap_err().to_string().contains("`l`"));
     }
 }

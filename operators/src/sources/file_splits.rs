@@ -35,7 +35,9 @@ pub fn list_files(path: &Path) -> Result<Vec<(PathBuf, u64)>, OperatorError> {
         if name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        let meta = entry.metadata().map_err(|e| OperatorError::io(entry.path(), e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| OperatorError::io(entry.path(), e))?;
         if meta.is_file() {
             files.push((entry.path(), meta.len()));
         }
@@ -46,15 +48,27 @@ pub fn list_files(path: &Path) -> Result<Vec<(PathBuf, u64)>, OperatorError> {
 
 /// The splits subtask `index` of `parallelism` reads: every file is cut into
 /// up to `parallelism` ranges, and the ranges are dealt out in turn.
-pub fn splits_for_subtask(files: &[(PathBuf, u64)], parallelism: usize, index: usize) -> Vec<FileSplit> {
+pub fn splits_for_subtask(
+    files: &[(PathBuf, u64)],
+    parallelism: usize,
+    index: usize,
+) -> Vec<FileSplit> {
     let mut all = Vec::new();
     for (path, len) in files {
         let pieces = (len / MIN_SPLIT_BYTES).clamp(1, parallelism as u64);
         for k in 0..pieces {
-            all.push(FileSplit { path: path.clone(), start: len * k / pieces, end: len * (k + 1) / pieces });
+            all.push(FileSplit {
+                path: path.clone(),
+                start: len * k / pieces,
+                end: len * (k + 1) / pieces,
+            });
         }
     }
-    all.into_iter().enumerate().filter(|(i, _)| i % parallelism == index).map(|(_, s)| s).collect()
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % parallelism == index)
+        .map(|(_, s)| s)
+        .collect()
 }
 
 #[cfg(test)]
@@ -63,12 +77,20 @@ mod tests {
 
     #[test]
     fn a_large_file_is_shared_and_small_files_are_dealt() {
-        let files = vec![(PathBuf::from("big"), 10 * MIN_SPLIT_BYTES), (PathBuf::from("small"), 10)];
+        let files = vec![
+            (PathBuf::from("big"), 10 * MIN_SPLIT_BYTES),
+            (PathBuf::from("small"), 10),
+        ];
         let s0 = splits_for_subtask(&files, 3, 0);
         let s1 = splits_for_subtask(&files, 3, 1);
         let s2 = splits_for_subtask(&files, 3, 2);
         assert_eq!(s0.len() + s1.len() + s2.len(), 4);
-        let mut big: Vec<_> = [&s0, &s1, &s2].iter().flat_map(|s| s.iter()).filter(|s| s.path == Path::new("big")).cloned().collect();
+        let mut big: Vec<_> = [&s0, &s1, &s2]
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|s| s.path == Path::new("big"))
+            .cloned()
+            .collect();
         big.sort_by_key(|s| s.start);
         assert_eq!(big.first().unwrap().start, 0);
         assert_eq!(big.last().unwrap().end, 10 * MIN_SPLIT_BYTES);

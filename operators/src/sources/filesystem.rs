@@ -16,10 +16,14 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use headwater_runtime::graph::SourceFactory;
 use headwater_runtime::metrics::Counter;
-use headwater_runtime::{BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo};
+use headwater_runtime::{
+    BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo,
+};
 
 use super::file_splits::{FileSplit, list_files, splits_for_subtask};
-use crate::decode_error::{BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch};
+use crate::decode_error::{
+    BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch,
+};
 use crate::error::OperatorError;
 use crate::formats::{LineDecoder, LineFormat};
 use crate::sources::SourceSpec;
@@ -138,14 +142,20 @@ impl Source for FileReader {
         loop {
             if !self.dead_letters.is_empty() {
                 let batch = dead_letters_batch(&std::mem::take(&mut self.dead_letters))?;
-                return Ok(SourcePoll::Side { output: DEAD_LETTER_OUTPUT.into(), batch });
+                return Ok(SourcePoll::Side {
+                    output: DEAD_LETTER_OUTPUT.into(),
+                    batch,
+                });
             }
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(SourcePoll::Batch(batch));
             }
             if self.current.is_none() {
                 match self.splits.pop_front() {
-                    Some(split) => self.current = Some(SplitReader::open(split, self.spec.format.has_header())?),
+                    Some(split) => {
+                        self.current =
+                            Some(SplitReader::open(split, self.spec.format.has_header())?)
+                    }
                     None => return Ok(SourcePoll::Finished),
                 }
             }
@@ -154,8 +164,15 @@ impl Source for FileReader {
             let mut batches = Vec::new();
             let more = reader.read_chunk(|chunk| {
                 let mut bad_lines = Vec::new();
-                self.decoder.decode(chunk.bytes, &mut batches, &mut bad_lines)?;
-                bad.extend(bad_lines.into_iter().map(|b| (chunk.offset + b.offset as u64, chunk.bytes[b.offset..b.offset + b.len].to_vec(), b.error)));
+                self.decoder
+                    .decode(chunk.bytes, &mut batches, &mut bad_lines)?;
+                bad.extend(bad_lines.into_iter().map(|b| {
+                    (
+                        chunk.offset + b.offset as u64,
+                        chunk.bytes[b.offset..b.offset + b.len].to_vec(),
+                        b.error,
+                    )
+                }));
                 Ok(())
             })?;
             self.ready.extend(batches);
@@ -171,7 +188,10 @@ impl Source for FileReader {
 
 impl FileReader {
     fn handle_bad_lines(&mut self, bad: Vec<(u64, Vec<u8>, String)>) -> Result<(), OperatorError> {
-        let reader = self.current.as_mut().expect("bad lines come from the current split");
+        let reader = self
+            .current
+            .as_mut()
+            .expect("bad lines come from the current split");
         self.errors.add(bad.len() as u64);
         for (offset, raw, error) in bad {
             let record = BadRecord {
@@ -184,7 +204,11 @@ impl FileReader {
             match self.spec.on_decode_error {
                 DecodeErrorPolicy::Fail => return Err(record.into_error()),
                 DecodeErrorPolicy::Skip => {
-                    tracing::debug!("skipped a bad row at {}: {}", record.location(), record.error)
+                    tracing::debug!(
+                        "skipped a bad row at {}: {}",
+                        record.location(),
+                        record.error
+                    )
                 }
                 DecodeErrorPolicy::DeadLetter => self.dead_letters.push(record),
             }
@@ -236,12 +260,23 @@ impl SplitReader {
             };
         }
         let lines = LineCounter::new(split.path.clone());
-        Ok(SplitReader { done: first >= split.end, file, buf_offset: first, buf: Vec::new(), eof: false, split, lines })
+        Ok(SplitReader {
+            done: first >= split.end,
+            file,
+            buf_offset: first,
+            buf: Vec::new(),
+            eof: false,
+            split,
+            lines,
+        })
     }
 
     /// Reads the next chunk of whole lines and passes it to `decode`. Returns
     /// whether the split has more.
-    fn read_chunk(&mut self, decode: impl FnOnce(Chunk<'_>) -> Result<(), OperatorError>) -> Result<bool, OperatorError> {
+    fn read_chunk(
+        &mut self,
+        decode: impl FnOnce(Chunk<'_>) -> Result<(), OperatorError>,
+    ) -> Result<bool, OperatorError> {
         if self.done || self.buf_offset >= self.split.end {
             self.done = true;
             return Ok(false);
@@ -252,8 +287,11 @@ impl SplitReader {
             let have = self.buf.len();
             // Read up to the split's end, and a little beyond to finish the last line.
             let to_end = self.split.end.saturating_sub(self.buf_offset + have as u64) as usize;
-            self.buf.resize(have + CHUNK_BYTES.min(to_end + (64 << 10)), 0);
-            self.file.seek(SeekFrom::Start(self.buf_offset + have as u64)).map_err(io)?;
+            self.buf
+                .resize(have + CHUNK_BYTES.min(to_end + (64 << 10)), 0);
+            self.file
+                .seek(SeekFrom::Start(self.buf_offset + have as u64))
+                .map_err(io)?;
             let mut filled = have;
             while filled < self.buf.len() {
                 let n = self.file.read(&mut self.buf[filled..]).map_err(io)?;
@@ -282,7 +320,10 @@ impl SplitReader {
             },
         };
         if take > 0 {
-            decode(Chunk { offset: self.buf_offset, bytes: &self.buf[..take] })?;
+            decode(Chunk {
+                offset: self.buf_offset,
+                bytes: &self.buf[..take],
+            })?;
         }
         self.buf.drain(..take);
         self.buf_offset += take as u64;
@@ -304,7 +345,11 @@ struct LineCounter {
 
 impl LineCounter {
     fn new(path: PathBuf) -> Self {
-        LineCounter { path, offset: 0, line: 1 }
+        LineCounter {
+            path,
+            offset: 0,
+            line: 1,
+        }
     }
 
     /// The 1-based number of the line starting at `offset`.
@@ -351,7 +396,12 @@ mod tests {
         loop {
             let more = reader
                 .read_chunk(|c| {
-                    lines.extend(String::from_utf8(c.bytes.to_vec()).unwrap().lines().map(String::from));
+                    lines.extend(
+                        String::from_utf8(c.bytes.to_vec())
+                            .unwrap()
+                            .lines()
+                            .map(String::from),
+                    );
                     Ok(())
                 })
                 .unwrap();
@@ -367,7 +417,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.txt");
         let mut f = File::create(&path).unwrap();
-        let expected: Vec<String> = (0..500).map(|i| format!("line-{i}-{}", "x".repeat(i % 13))).collect();
+        let expected: Vec<String> = (0..500)
+            .map(|i| format!("line-{i}-{}", "x".repeat(i % 13)))
+            .collect();
         for l in &expected {
             writeln!(f, "{l}").unwrap();
         }
@@ -376,14 +428,28 @@ mod tests {
         for pieces in [1u64, 2, 3, 7, 64, 997] {
             let mut got = Vec::new();
             for k in 0..pieces {
-                let split = FileSplit { path: path.clone(), start: len * k / pieces, end: len * (k + 1) / pieces };
+                let split = FileSplit {
+                    path: path.clone(),
+                    start: len * k / pieces,
+                    end: len * (k + 1) / pieces,
+                };
                 got.extend(read_all(&path, split, false));
             }
             assert_eq!(got, expected, "{pieces} pieces");
         }
         // With a header, the first line is skipped once.
         let got: Vec<String> = (0..3u64)
-            .flat_map(|k| read_all(&path, FileSplit { path: path.clone(), start: len * k / 3, end: len * (k + 1) / 3 }, true))
+            .flat_map(|k| {
+                read_all(
+                    &path,
+                    FileSplit {
+                        path: path.clone(),
+                        start: len * k / 3,
+                        end: len * (k + 1) / 3,
+                    },
+                    true,
+                )
+            })
             .collect();
         assert_eq!(got, expected[1..]);
     }

@@ -15,7 +15,11 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rows_per_second: f64) -> Self {
-        RateLimiter { rows_per_second: rows_per_second.max(1e-3), started: None, rows: 0 }
+        RateLimiter {
+            rows_per_second: rows_per_second.max(1e-3),
+            started: None,
+            rows: 0,
+        }
     }
 
     /// The batch size that gives about ten batches a second.

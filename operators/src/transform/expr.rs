@@ -22,10 +22,18 @@ pub struct PlannedExpr {
 /// Plans `expr` over `schema`: type coercion and function rewrites, then a
 /// physical expression that runs on a batch of that schema.
 pub fn plan_expr(expr: &Expr, schema: &SchemaRef) -> Result<PlannedExpr, OperatorError> {
-    let failed = |source| OperatorError::Expr { expr: expr.to_string(), source };
+    let failed = |source| OperatorError::Expr {
+        expr: expr.to_string(),
+        source,
+    };
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-    let physical = SessionContext::new().create_physical_expr(expr.clone(), &df_schema).map_err(failed)?;
+    let physical = SessionContext::new()
+        .create_physical_expr(expr.clone(), &df_schema)
+        .map_err(failed)?;
     let data_type = physical.data_type(schema).map_err(failed)?;
     let nullable = physical.nullable(schema).map_err(failed)?;
-    Ok(PlannedExpr { expr: physical, field: Field::new(expr.schema_name().to_string(), data_type, nullable) })
+    Ok(PlannedExpr {
+        expr: physical,
+        field: Field::new(expr.schema_name().to_string(), data_type, nullable),
+    })
 }

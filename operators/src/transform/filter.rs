@@ -30,7 +30,9 @@ impl Filter {
                 planned.field.data_type()
             )));
         }
-        Ok(Filter { predicate: planned.expr })
+        Ok(Filter {
+            predicate: planned.expr,
+        })
     }
 }
 
@@ -42,7 +44,10 @@ impl Operator for Filter {
         _ctx: &mut OperatorContext,
         out: &mut dyn Collector,
     ) -> Result<(), BoxError> {
-        let mask = self.predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = self
+            .predicate
+            .evaluate(&batch)?
+            .into_array(batch.num_rows())?;
         let mask = as_boolean_array(&mask)?;
         let kept = mask.true_count();
         if kept == 0 {

@@ -28,7 +28,9 @@ impl Project {
     /// is named by its alias, or by the expression's text.
     pub fn try_new(exprs: &[Expr], input: &SchemaRef) -> Result<Self, OperatorError> {
         let event_time_index = input.index_of(EVENT_TIME_FIELD).map_err(|_| {
-            OperatorError::Config(format!("a projection's input needs the `{EVENT_TIME_FIELD}` column"))
+            OperatorError::Config(format!(
+                "a projection's input needs the `{EVENT_TIME_FIELD}` column"
+            ))
         })?;
         let mut fields: Vec<FieldRef> = Vec::with_capacity(exprs.len() + 1);
         let mut exprs_out = Vec::with_capacity(exprs.len());
@@ -36,7 +38,9 @@ impl Project {
             let planned = plan_expr(expr, input)?;
             let field = planned.field;
             if field.name() == EVENT_TIME_FIELD {
-                return Err(OperatorError::Config(format!("`{EVENT_TIME_FIELD}` is a reserved column name")));
+                return Err(OperatorError::Config(format!(
+                    "`{EVENT_TIME_FIELD}` is a reserved column name"
+                )));
             }
             if fields.iter().any(|f| f.name() == field.name()) {
                 return Err(OperatorError::Config(format!(
@@ -48,7 +52,11 @@ impl Project {
             exprs_out.push(planned.expr);
         }
         fields.push(event_time_field());
-        Ok(Project { exprs: exprs_out, schema: Arc::new(Schema::new(fields)), event_time_index })
+        Ok(Project {
+            exprs: exprs_out,
+            schema: Arc::new(Schema::new(fields)),
+            event_time_index,
+        })
     }
 
     /// The schema of the batches this projection makes.
@@ -71,6 +79,7 @@ impl Operator for Project {
             columns.push(expr.evaluate(&batch)?.into_array(rows)?);
         }
         columns.push(batch.column(self.event_time_index).clone());
-        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?).await
+        out.collect(RecordBatch::try_new(self.schema.clone(), columns)?)
+            .await
     }
 }
