@@ -43,7 +43,7 @@ async fn main() -> headwater::Result<()> {
             .events_per_second(rate)
             .starting_now(),
     )
-    .typed::<OrderEvent>()
+    .typed::<OrderEvent>()?
     .filter(|e| e.event_type == "payment.processed" && e.amount >= 1_000.0)?
     .key_by(|e| e.customer_id)?
     .map(|e| BigPayment {

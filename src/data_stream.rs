@@ -121,8 +121,8 @@ impl DataStream {
             if !same_columns(&self.schema, &other.schema) {
                 return Err(HeadwaterError::Pipeline(format!(
                     "union of streams with different columns: ({}) and ({})",
-                    names(&self.schema()),
-                    names(&other.schema())
+                    typed_names(&self.schema()),
+                    typed_names(&other.schema())
                 )));
             }
         }
@@ -167,8 +167,9 @@ impl DataStream {
     }
 
     /// The stream as typed rows of `T`, matched to columns by field name.
-    pub fn typed<T: crate::typed::Row>(self) -> Stream<T> {
-        Stream::from_data_stream(self)
+    /// Every field of `T` must be a column of the stream; extra columns are ignored.
+    pub fn typed<T: crate::typed::Row>(self) -> Result<Stream<T>> {
+        Stream::try_from_data_stream(self)
     }
 
     /// Adds an operator of your own, which makes batches of `schema` (with the
@@ -227,6 +228,15 @@ impl DataStream {
         })?;
         Ok(())
     }
+}
+
+fn typed_names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn names(schema: &SchemaRef) -> String {

@@ -13,7 +13,7 @@
 //! # async fn run() -> headwater::Result<()> {
 //! let env = StreamEnvironment::new().with_parallelism(2);
 //! env.source(OrdersSource::new(42).orders(10_000))
-//!     .typed::<Order>()
+//!     .typed::<Order>()?
 //!     .filter(|o| o.event_type == "payment.processed")?
 //!     .map(|o| Order { amount: o.amount * 1.2, ..o })?
 //!     .sink(StdoutSink::json())?;

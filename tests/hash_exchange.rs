@@ -101,6 +101,7 @@ async fn placements(keyed_by_closure: bool) -> (BTreeMap<i64, BTreeSet<u32>>, us
         // The typed key goes into a `_key` column; the exchange hashes that.
         let typed = source
             .typed::<Row>()
+            .unwrap()
             .key_by(|r| r.k)
             .unwrap()
             .map(|r| Row { k: r.k, v: r.v })

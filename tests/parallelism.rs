@@ -52,6 +52,7 @@ async fn run(parallelism: usize) -> Vec<Out> {
         ])
         .unwrap()
         .typed::<Selected>()
+        .unwrap()
         .key_by(|s| s.customer_id)
         .unwrap()
         .flat_map(|s| {
@@ -84,7 +85,12 @@ async fn run(parallelism: usize) -> Vec<Out> {
 /// The same computation in plain Rust, over the source's events read on their own.
 async fn reference() -> Vec<Out> {
     let env = StreamEnvironment::new().with_parallelism(1);
-    let events = env.source(source()).typed::<Event>().collect().unwrap();
+    let events = env
+        .source(source())
+        .typed::<Event>()
+        .unwrap()
+        .collect()
+        .unwrap();
     let job = env.execute().unwrap();
     let events = within(60, events.collect_all()).await.unwrap();
     job.wait().await.unwrap();

@@ -13,9 +13,13 @@ use serde_arrow::utils::Item;
 use crate::error::{HeadwaterError, Result};
 
 fn tracing_options() -> TracingOptions {
+    // Utf8, Binary and List, as Arrow and DataFusion make them elsewhere.
     TracingOptions::default()
         .allow_null_fields(true)
         .enums_without_data_as_strings(true)
+        .strings_as_large_utf8(false)
+        .bytes_as_large_binary(false)
+        .sequence_as_large_list(false)
 }
 
 fn rows_error<T>(source: serde_arrow::Error) -> HeadwaterError {

@@ -11,6 +11,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::Column;
+use datafusion::logical_expr::Expr;
 use headwater_operators::sinks::{CollectReceiver, SinkSpec};
 use headwater_runtime::Operator;
 use headwater_runtime::time::{schema_with_event_time, user_schema};
@@ -18,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::data_stream::DataStream;
-use crate::error::Result;
+use crate::error::{HeadwaterError, Result};
 use codec::{RowCodec, ValueCodec};
 use ops::{FilterOp, FlatMapOp, KeyOp, MapOp};
 
@@ -50,6 +52,32 @@ impl<T: Row> Stream<T> {
             inner,
             _rows: PhantomData,
         }
+    }
+
+    /// Checks that every field of `T` is a column of the stream.
+    pub(crate) fn try_from_data_stream(inner: DataStream) -> Result<Self> {
+        let fields = RowCodec::<T>::new()?;
+        let missing: Vec<&str> = fields
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| inner.schema.index_of(name).is_err())
+            .collect();
+        if !missing.is_empty() {
+            let columns: Vec<String> = inner
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            return Err(HeadwaterError::Pipeline(format!(
+                "`{}` has fields that are not columns of the stream: {} (columns: {})",
+                std::any::type_name::<T>(),
+                missing.join(", "),
+                columns.join(", ")
+            )));
+        }
+        Ok(Stream::from_data_stream(inner))
     }
 
     /// The stream as Arrow batches.
@@ -162,10 +190,29 @@ impl<T: Row> Stream<T> {
         })
     }
 
-    /// The rows of this stream and of `others`.
+    /// The rows of this stream and of `others`. Each is narrowed to the fields
+    /// of `T` first, so streams with extra columns can be merged.
     pub fn union(self, others: Vec<Stream<T>>) -> Result<Stream<T>> {
-        let others = others.into_iter().map(|s| s.inner).collect();
-        Ok(Stream::from_data_stream(self.inner.union(others)?))
+        let codec = RowCodec::<T>::new()?;
+        let names: Vec<&str> = codec.fields().iter().map(|f| f.name().as_str()).collect();
+        let narrow = |stream: DataStream| -> Result<DataStream> {
+            let schema = stream.schema();
+            let current: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if current == names {
+                return Ok(stream);
+            }
+            let columns = names
+                .iter()
+                .map(|n| Expr::Column(Column::new_unqualified(*n)))
+                .collect();
+            stream.select(columns)
+        };
+        let first = narrow(self.inner)?;
+        let others = others
+            .into_iter()
+            .map(|s| narrow(s.inner))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Stream::from_data_stream(first.union(others)?))
     }
 
     /// Writes the stream to a sink.
