@@ -49,7 +49,8 @@ impl StreamEnvironment {
         Self::with_config(JobConfig::default())
     }
 
-    pub fn with_config(config: JobConfig) -> Self {
+    pub fn with_config(mut config: JobConfig) -> Self {
+        config.default_parallelism = config.default_parallelism.max(1);
         StreamEnvironment {
             inner: Arc::new(Mutex::new(Builder {
                 graph: JobGraph::new("headwater-job"),

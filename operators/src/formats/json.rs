@@ -1,36 +1,57 @@
 //! JSON lines, decoded by arrow-json.
+//!
+//! arrow-json is lenient in one way: it takes the commas between fields as
+//! optional, so `{"a": 1 "b": 2}` decodes as if the comma were there.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use arrow::json::reader::{Decoder, ReaderBuilder};
 
-use super::{BadLine, LineDecoder, sort_lines};
+use super::{RecordDecoder, RecordFormat};
 use crate::error::OperatorError;
 
-/// Decodes JSON objects, one per line, into batches of a fixed schema. Fields
-/// not in the schema are ignored; a missing nullable field is NULL. A timestamp
-/// field takes an RFC 3339 string or epoch milliseconds.
-pub struct JsonDecoder {
-    schema: SchemaRef,
-    batch_size: usize,
-    decoder: Decoder,
+/// JSON objects, one per line, in a fixed schema. Fields not in the schema are
+/// ignored; a missing nullable field is NULL. A timestamp field takes an
+/// RFC 3339 string or epoch milliseconds.
+pub struct JsonFormat {
+    pub schema: SchemaRef,
 }
 
-impl JsonDecoder {
-    pub fn new(schema: SchemaRef, batch_size: usize) -> Result<Self, OperatorError> {
-        let decoder = build(&schema, batch_size)?;
-        Ok(JsonDecoder {
-            schema,
-            batch_size,
+pub struct JsonRecords {
+    decoder: Decoder,
+    batch_size: usize,
+}
+
+impl RecordFormat for JsonFormat {
+    type Decoder = JsonRecords;
+
+    fn decoder(&self, batch_size: usize) -> Result<JsonRecords, OperatorError> {
+        let decoder = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(batch_size)
+            .build_decoder()?;
+        Ok(JsonRecords {
             decoder,
+            batch_size,
         })
     }
 
-    fn decode_all(
-        &mut self,
-        mut bytes: &[u8],
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<(), arrow::error::ArrowError> {
+    /// The JSON syntax error with its column, or arrow's error for a value of the wrong type.
+    fn describe(&self, line: &[u8], error: &ArrowError) -> String {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            return format!("invalid JSON at column {}: {message}", e.column());
+        }
+        match error {
+            ArrowError::JsonError(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl RecordDecoder for JsonRecords {
+    fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), ArrowError> {
         while !bytes.is_empty() {
             let read = self.decoder.decode(bytes)?;
             bytes = &bytes[read..];
@@ -40,70 +61,9 @@ impl JsonDecoder {
         }
         Ok(())
     }
-}
 
-fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, OperatorError> {
-    Ok(ReaderBuilder::new(schema.clone())
-        .with_batch_size(batch_size)
-        .build_decoder()?)
-}
-
-impl LineDecoder for JsonDecoder {
-    fn decode(
-        &mut self,
-        lines: &[u8],
-        out: &mut Vec<RecordBatch>,
-        bad: &mut Vec<BadLine>,
-    ) -> Result<(), OperatorError> {
-        let first = out.len();
-        let fast = self.decode_all(lines, out).and_then(|()| {
-            // A chunk ends with a whole line; a partial record here means a line was cut.
-            self.decoder.decode(b"\n")?;
-            self.decoder.flush()
-        });
-        match fast {
-            Ok(last) => {
-                out.extend(last);
-                return Ok(());
-            }
-            Err(_) => {
-                out.truncate(first);
-                self.decoder = build(&self.schema, self.batch_size)?;
-            }
-        }
-        // Slow path: find the bad lines one by one, then decode the good ones.
-        let mut probe = build(&self.schema, 1)?;
-        let schema = self.schema.clone();
-        let good = sort_lines(lines, bad, |line| {
-            let result = probe
-                .decode(line)
-                .and_then(|_| probe.decode(b"\n"))
-                .and_then(|_| probe.flush());
-            result.map(|_| ()).map_err(|e| {
-                probe = build(&schema, 1).expect("the schema built a decoder before");
-                describe(line, &e)
-            })
-        });
-        for (offset, len) in good {
-            self.decode_all(&lines[offset..offset + len], out)?;
-            self.decoder.decode(b"\n")?;
-        }
-        out.extend(self.decoder.flush()?);
-        Ok(())
-    }
-}
-
-/// A message for a bad line: the JSON syntax error with its column, or arrow's
-/// error for a value of the wrong type.
-fn describe(line: &[u8], error: &arrow::error::ArrowError) -> String {
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-        let message = e.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        return format!("invalid JSON at column {}: {message}", e.column());
-    }
-    match error {
-        arrow::error::ArrowError::JsonError(m) => m.clone(),
-        other => other.to_string(),
+    fn finish(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        self.decoder.flush()
     }
 }
 
@@ -115,6 +75,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
+    use crate::formats::{ChunkDecoder, LineDecoder};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -125,7 +86,7 @@ mod tests {
 
     #[test]
     fn keeps_good_lines_and_reports_bad_ones() {
-        let mut d = JsonDecoder::new(schema(), 2).unwrap();
+        let mut d = ChunkDecoder::new(JsonFormat { schema: schema() }, 2).unwrap();
         let input = b"{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\" \"b\"}\n\n{\"id\":\"x\"}\n{\"id\":4}\n{\"id\":5}";
         let (mut out, mut bad) = (Vec::new(), Vec::new());
         d.decode(input, &mut out, &mut bad).unwrap();
