@@ -101,3 +101,29 @@ async fn a_csv_file_split_across_subtasks_gives_each_row_once() {
     let expected_sum: f64 = expected.iter().map(|i| (i % 1000) as f64 + 0.25).sum();
     assert!((price_sum - expected_sum).abs() < 1e-6 * expected_sum);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_is_read_whole_but_for_hidden_and_in_progress_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    for (file, range) in [("a.jsonl", 0..10), ("b.jsonl", 10..25), ("c.jsonl", 25..26)] {
+        let text: String = range
+            .clone()
+            .map(|i| format!("{{\"id\": {i}}}\n"))
+            .collect();
+        std::fs::write(dir.path().join(file), text).unwrap();
+        expected.extend(range);
+    }
+    std::fs::write(dir.path().join(".hidden.jsonl"), "{\"id\": 100}\n").unwrap();
+    std::fs::write(dir.path().join("_in_progress.jsonl"), "{\"id\": 101}\n").unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let env = StreamEnvironment::new().with_parallelism(2);
+    let rows = env.source(FileSource::json(dir.path(), schema));
+    let mut ids: Vec<i64> = collect(&env, rows)
+        .await
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, expected);
+}
