@@ -3,7 +3,8 @@
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
-packages=(gcc g++ make pkg-config)
+# RocksDB's C++ needs a compiler, and its bindings need libclang.
+packages=(gcc g++ make pkg-config clang libclang-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -25,6 +25,7 @@ mod output;
 pub mod partition;
 pub mod plan;
 pub mod source;
+pub mod state;
 mod task;
 pub mod time;
 pub mod watermarks;

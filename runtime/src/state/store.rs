@@ -1,0 +1,201 @@
+//! One subtask's RocksDB instance, and batched writes to it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use super::error::StateError;
+use super::layout::{key_group_start, state_id};
+use crate::key_groups::{KeyGroup, KeyGroupRange};
+
+/// The keyed state of one subtask: the key groups it owns, in one RocksDB instance.
+pub struct KeyedStateStore {
+    db: DB,
+    path: PathBuf,
+    key_groups: KeyGroupRange,
+    states: HashMap<u32, String>,
+    write_options: WriteOptions,
+    sequence: AtomicU64,
+}
+
+impl std::fmt::Debug for KeyedStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStateStore")
+            .field("path", &self.path)
+            .field("key_groups", &self.key_groups)
+            .finish()
+    }
+}
+
+/// Writes gathered for one batch of rows, applied at once with [`KeyedStateStore::write`].
+pub struct StateWriteBatch {
+    pub(crate) batch: WriteBatch,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
+impl StateWriteBatch {
+    /// The number of puts and deletes gathered.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+impl KeyedStateStore {
+    pub(crate) fn open(
+        path: PathBuf,
+        options: &Options,
+        key_groups: KeyGroupRange,
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| StateError::Config(format!("cannot create {}: {e}", path.display())))?;
+        let db = DB::open_cf(options, &path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(
+            |source| StateError::RocksDb {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        // Writes need no write-ahead log: state is made durable by checkpoints.
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        let sequence = AtomicU64::new(super::codec::now_ms().max(0) as u64 * 1_000_000);
+        Ok(KeyedStateStore {
+            db,
+            path,
+            key_groups,
+            states: HashMap::new(),
+            write_options,
+            sequence,
+        })
+    }
+
+    /// The key groups this store holds.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.key_groups
+    }
+
+    /// Registers a state by name and returns its id.
+    pub(crate) fn register(&mut self, name: &str) -> Result<u32, StateError> {
+        let id = state_id(name);
+        match self.states.get(&id) {
+            Some(existing) if existing != name => Err(StateError::NameCollision {
+                first: existing.clone(),
+                second: name.to_string(),
+            }),
+            _ => {
+                self.states.insert(id, name.to_string());
+                Ok(id)
+            }
+        }
+    }
+
+    pub(crate) fn check_key_group(&self, key_group: KeyGroup) -> Result<(), StateError> {
+        if self.key_groups.contains(key_group) {
+            Ok(())
+        } else {
+            Err(StateError::ForeignKeyGroup {
+                key_group,
+                start: self.key_groups.start,
+                end: self.key_groups.end,
+            })
+        }
+    }
+
+    fn rocks(&self, source: rocksdb::Error) -> StateError {
+        StateError::RocksDb {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn get_raw(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StateError> {
+        self.db.get_pinned(key).map_err(|e| self.rocks(e))
+    }
+
+    /// One batched RocksDB multi-get for many keys; `decode` sees each value in place.
+    pub(crate) fn multi_get_raw<T>(
+        &self,
+        keys: &[Vec<u8>],
+        mut decode: impl FnMut(Option<&[u8]>) -> Result<T, StateError>,
+    ) -> Result<Vec<T>, StateError> {
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| {
+                StateError::Config(format!(
+                    "{}: the default column family is not open",
+                    self.path.display()
+                ))
+            })?;
+        self.db
+            .batched_multi_get_cf(cf, keys, false)
+            .into_iter()
+            .map(|r| decode(r.map_err(|e| self.rocks(e))?.as_deref()))
+            .collect()
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    pub(crate) fn scan_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + 'a {
+        self.db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+            .map(|item| item.map_err(|e| self.rocks(e)))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    /// A number larger than any this store gave before, for appends.
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn new_batch(&self) -> StateWriteBatch {
+        StateWriteBatch {
+            batch: WriteBatch::default(),
+            key: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// Applies a batch of writes atomically.
+    pub fn write(&self, batch: StateWriteBatch) -> Result<(), StateError> {
+        self.db
+            .write_opt(batch.batch, &self.write_options)
+            .map_err(|e| self.rocks(e))
+    }
+
+    /// Drops the state of every key group outside `keep`, and owns `keep` from
+    /// now on: how a subtask trims state restored from a wider range on rescale.
+    pub fn retain_key_groups(&mut self, keep: KeyGroupRange) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(&[0u8, 0][..], &key_group_start(keep.start)[..]);
+        // Key groups fit in u16; everything at or after `end` goes.
+        batch.delete_range(&key_group_start(keep.end)[..], &[0xffu8, 0xff, 0xff][..]);
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(|e| self.rocks(e))?;
+        self.key_groups = keep;
+        Ok(())
+    }
+
+    /// Flushes memtables to SST files (before a snapshot, or in tests).
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db.flush().map_err(|e| self.rocks(e))
+    }
+
+    /// Approximate bytes of live state on disk and in memtables.
+    pub fn approximate_size(&self) -> u64 {
+        let prop = |name| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+}

@@ -1,0 +1,264 @@
+//! Tests of the state backend against plain Rust maps.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::key_groups::KeyGroupRange;
+
+fn backend(dir: &tempfile::TempDir, memory: usize) -> StateBackend {
+    StateBackend::new(StateConfig::new(dir.path()).with_memory_limit(memory)).unwrap()
+}
+
+fn all_groups() -> KeyGroupRange {
+    KeyGroupRange { start: 0, end: 128 }
+}
+
+#[test]
+fn value_state_matches_a_map_with_batches_and_multi_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = backend(&dir, 32 << 20)
+        .open_store("op", 0, all_groups())
+        .unwrap();
+    let counts = ValueState::<u64>::new(&mut store, StateDescriptor::new("count")).unwrap();
+    let mut reference: BTreeMap<(u32, String, u8), u64> = BTreeMap::new();
+    for round in 0..5u64 {
+        let mut batch = store.new_batch();
+        for i in 0..2_000u64 {
+            let (kg, key, ns) = ((i % 128) as u32, format!("k{}", i % 700), (i % 3) as u8);
+            let value = round * 10_000 + i;
+            counts
+                .put(
+                    &store,
+                    &mut batch,
+                    StateKey::new(kg, key.as_bytes()).with_namespace(&[ns]),
+                    &value,
+                )
+                .unwrap();
+            reference.insert((kg, key, ns), value);
+        }
+        if round == 3 {
+            counts
+                .delete(
+                    &store,
+                    &mut batch,
+                    StateKey::new(5, b"k5").with_namespace(&[2]),
+                )
+                .unwrap();
+            reference.remove(&(5, "k5".to_string(), 2));
+        }
+        store.write(batch).unwrap();
+    }
+    let keys: Vec<(u32, String, u8)> = reference
+        .keys()
+        .cloned()
+        .chain([(5, "k5".to_string(), 2), (1, "nope".into(), 0)])
+        .collect();
+    let state_keys: Vec<StateKey<'_>> = keys
+        .iter()
+        .map(|(kg, k, ns)| {
+            StateKey::new(*kg, k.as_bytes()).with_namespace(std::slice::from_ref(ns))
+        })
+        .collect();
+    let got = counts.multi_get(&store, &state_keys).unwrap();
+    for (key, value) in keys.iter().zip(got) {
+        assert_eq!(value, reference.get(key).copied(), "{key:?}");
+    }
+    assert_eq!(
+        counts
+            .get(&store, StateKey::new(7, b"k7").with_namespace(&[1]))
+            .unwrap(),
+        reference.get(&(7, "k7".into(), 1)).copied()
+    );
+}
+
+#[test]
+fn list_and_map_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = backend(&dir, 16 << 20)
+        .open_store("op", 0, all_groups())
+        .unwrap();
+    let events = ListState::<String>::new(&mut store, StateDescriptor::new("events")).unwrap();
+    let totals = MapState::<String, f64>::new(&mut store, StateDescriptor::new("totals")).unwrap();
+    let key = StateKey::new(9, b"customer-1");
+    let other = StateKey::new(9, b"customer-10");
+    let mut batch = store.new_batch();
+    for i in 0..5 {
+        events
+            .add(&store, &mut batch, key, &format!("e{i}"))
+            .unwrap();
+    }
+    events
+        .add(&store, &mut batch, other, &"x".to_string())
+        .unwrap();
+    totals
+        .put(&store, &mut batch, key, &"books".into(), &12.5)
+        .unwrap();
+    totals
+        .put(&store, &mut batch, key, &"games".into(), &3.0)
+        .unwrap();
+    totals
+        .put(&store, &mut batch, other, &"books".into(), &1.0)
+        .unwrap();
+    store.write(batch).unwrap();
+
+    assert_eq!(
+        events.get(&store, key).unwrap(),
+        vec!["e0", "e1", "e2", "e3", "e4"]
+    );
+    assert_eq!(events.get(&store, other).unwrap(), vec!["x"]);
+    assert_eq!(totals.get(&store, key, &"games".into()).unwrap(), Some(3.0));
+    let mut entries = totals.entries(&store, key).unwrap();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        entries,
+        vec![("books".to_string(), 12.5), ("games".to_string(), 3.0)]
+    );
+
+    let mut batch = store.new_batch();
+    events.clear(&store, &mut batch, key).unwrap();
+    totals
+        .remove(&store, &mut batch, key, &"books".into())
+        .unwrap();
+    store.write(batch).unwrap();
+    assert!(events.get(&store, key).unwrap().is_empty());
+    assert_eq!(events.get(&store, other).unwrap(), vec!["x"]);
+    assert_eq!(
+        totals.entries(&store, key).unwrap(),
+        vec![("games".to_string(), 3.0)]
+    );
+}
+
+#[test]
+fn ttl_expires_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = backend(&dir, 16 << 20)
+        .open_store("op", 0, all_groups())
+        .unwrap();
+    let seen = ValueState::<bool>::new(
+        &mut store,
+        StateDescriptor::new("seen").with_ttl(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let kept = ValueState::<bool>::new(&mut store, StateDescriptor::new("kept")).unwrap();
+    let key = StateKey::new(1, b"event-1");
+    let mut batch = store.new_batch();
+    seen.put(&store, &mut batch, key, &true).unwrap();
+    kept.put(&store, &mut batch, key, &true).unwrap();
+    store.write(batch).unwrap();
+    assert_eq!(seen.get(&store, key).unwrap(), Some(true));
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(seen.get(&store, key).unwrap(), None);
+    assert_eq!(kept.get(&store, key).unwrap(), Some(true));
+}
+
+#[test]
+fn key_groups_are_owned_and_can_be_cut_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir, 16 << 20);
+    let mut store = backend.open_store("op", 0, all_groups()).unwrap();
+    let v = ValueState::<u32>::new(&mut store, StateDescriptor::new("v")).unwrap();
+    let mut batch = store.new_batch();
+    for kg in 0..128u32 {
+        v.put(&store, &mut batch, StateKey::new(kg, b"k"), &kg)
+            .unwrap();
+    }
+    store.write(batch).unwrap();
+    store
+        .retain_key_groups(KeyGroupRange { start: 32, end: 64 })
+        .unwrap();
+    assert!(matches!(
+        v.get(&store, StateKey::new(10, b"k")),
+        Err(StateError::ForeignKeyGroup { .. })
+    ));
+    assert_eq!(v.get(&store, StateKey::new(40, b"k")).unwrap(), Some(40));
+    // What was cut is gone from the store itself, not just hidden.
+    store.retain_key_groups(all_groups()).unwrap();
+    assert_eq!(v.get(&store, StateKey::new(10, b"k")).unwrap(), None);
+    assert_eq!(v.get(&store, StateKey::new(63, b"k")).unwrap(), Some(63));
+    assert_eq!(v.get(&store, StateKey::new(64, b"k")).unwrap(), None);
+}
+
+#[test]
+fn state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir, 16 << 20);
+    {
+        let mut store = backend.open_store("op", 3, all_groups()).unwrap();
+        let v = ValueState::<String>::new(&mut store, StateDescriptor::new("v")).unwrap();
+        let mut batch = store.new_batch();
+        v.put(
+            &store,
+            &mut batch,
+            StateKey::new(2, b"a"),
+            &"hello".to_string(),
+        )
+        .unwrap();
+        store.write(batch).unwrap();
+        store.flush().unwrap();
+    }
+    let mut store = backend.open_store("op", 3, all_groups()).unwrap();
+    let v = ValueState::<String>::new(&mut store, StateDescriptor::new("v")).unwrap();
+    assert_eq!(
+        v.get(&store, StateKey::new(2, b"a")).unwrap().as_deref(),
+        Some("hello")
+    );
+}
+
+/// Far more state than the memory limit: every value comes back right.
+#[test]
+fn state_larger_than_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = backend(&dir, 8 << 20)
+        .open_store("op", 0, all_groups())
+        .unwrap();
+    let v = ValueState::<(u64, Vec<u8>)>::new(&mut store, StateDescriptor::new("v")).unwrap();
+    const KEYS: u64 = 400_000;
+    // Incompressible payloads, so the state on disk really is larger than memory.
+    let payload = |i: u64| -> Vec<u8> {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    for chunk in 0..(KEYS / 10_000) {
+        let mut batch = store.new_batch();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            v.put(
+                &store,
+                &mut batch,
+                StateKey::new((i % 128) as u32, &i.to_be_bytes()),
+                &(i, payload(i)),
+            )
+            .unwrap();
+        }
+        store.write(batch).unwrap();
+    }
+    store.flush().unwrap();
+    assert!(
+        store.approximate_size() > 8 << 20,
+        "state is larger than memory: {}",
+        store.approximate_size()
+    );
+    let keys: Vec<[u8; 8]> = (0..KEYS).step_by(7).map(|i| i.to_be_bytes()).collect();
+    let state_keys: Vec<StateKey<'_>> = keys
+        .iter()
+        .map(|k| StateKey::new((u64::from_be_bytes(*k) % 128) as u32, k))
+        .collect();
+    for (key, value) in keys.iter().zip(v.multi_get(&store, &state_keys).unwrap()) {
+        let i = u64::from_be_bytes(*key);
+        assert_eq!(value, Some((i, payload(i))));
+    }
+}
+
+#[test]
+fn a_tiny_memory_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = StateBackend::new(StateConfig::new(dir.path()).with_memory_limit(1000)).unwrap_err();
+    assert!(err.to_string().contains("8 MiB"), "{err}");
+}
