@@ -1,5 +1,6 @@
 //! How a job runs: parallelism, batch and channel sizes, timeouts.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::key_groups::DEFAULT_MAX_PARALLELISM;
@@ -18,6 +19,12 @@ pub struct JobConfig {
     /// A source partition with no data for this long is marked idle, so it does
     /// not hold the watermark back.
     pub idle_timeout: Duration,
+    /// Where keyed state lives; a temporary directory, removed when the job
+    /// ends, if not set.
+    pub state_dir: Option<PathBuf>,
+    /// Memory for keyed state: the block cache and memtables of every RocksDB
+    /// instance of the job together.
+    pub state_memory_limit: usize,
 }
 
 impl Default for JobConfig {
@@ -28,6 +35,8 @@ impl Default for JobConfig {
             channel_capacity: 8,
             batch_size: 8192,
             idle_timeout: Duration::from_secs(5),
+            state_dir: None,
+            state_memory_limit: 256 << 20,
         }
     }
 }

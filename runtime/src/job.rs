@@ -6,6 +6,7 @@
 //! reported.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::{JoinError, JoinSet};
@@ -21,6 +22,7 @@ use crate::operator::{OperatorContext, SubtaskInfo};
 use crate::output::{OutputRouter, Route};
 use crate::partition::Partitioner;
 use crate::plan::PhysicalPlan;
+use crate::state::JobState;
 use crate::task::{OperatorTask, SourceTask};
 
 /// How a job ended well.
@@ -93,7 +95,11 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
     let metrics = JobMetrics::default();
     let stop = CancellationToken::new();
     let cancel = CancellationToken::new();
-    let tasks = build_tasks(&graph, &plan, &config, &metrics, &stop)?;
+    let job_state = Arc::new(JobState::new(
+        config.state_dir.clone(),
+        config.state_memory_limit,
+    ));
+    let tasks = build_tasks(&graph, &plan, &config, &metrics, &stop, &job_state)?;
 
     let mut set = JoinSet::new();
     let mut who = HashMap::new();
@@ -140,6 +146,7 @@ fn build_tasks(
     config: &JobConfig,
     metrics: &JobMetrics,
     stop: &CancellationToken,
+    job_state: &Arc<JobState>,
 ) -> Result<Vec<Task>, JobError> {
     // Channels for every edge between chains: routes on the sending side,
     // input channels on the receiving side, keyed by (chain, subtask).
@@ -205,6 +212,8 @@ fn build_tasks(
                 current_input: 0,
                 current_watermark: None,
                 metrics: metrics.operator(&graph.node(node).name),
+                job_state: job_state.clone(),
+                store: None,
             };
             let operator_nodes = if head.is_source() {
                 &chain_plan.nodes[1..]

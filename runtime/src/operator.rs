@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::error::BoxError;
 use crate::key_groups::KeyGroupRange;
 use crate::metrics::OperatorMetrics;
+use crate::state::{JobState, KeyedStateStore, StateError};
 use crate::time::EventTime;
 
 /// Where one subtask stands in its operator.
@@ -56,6 +57,24 @@ pub struct OperatorContext {
     /// The watermark this operator has seen last.
     pub current_watermark: Option<EventTime>,
     pub metrics: Arc<OperatorMetrics>,
+    // The store is dropped (closed) before the job state it lives in.
+    pub(crate) store: Option<KeyedStateStore>,
+    pub(crate) job_state: Arc<JobState>,
+}
+
+impl OperatorContext {
+    /// This subtask's keyed state, opened on first use: a RocksDB instance
+    /// holding the key groups the subtask owns.
+    pub fn keyed_state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
+        if self.store.is_none() {
+            let s = &self.subtask;
+            self.store = Some(
+                self.job_state
+                    .open_store(&s.operator, s.index, s.key_groups)?,
+            );
+        }
+        Ok(self.store.as_mut().expect("opened above"))
+    }
 }
 
 /// Where an operator sends what it produces.

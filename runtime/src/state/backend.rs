@@ -117,6 +117,58 @@ impl StateBackend {
     }
 }
 
+/// A job's state backend, opened when the first operator asks for state, and
+/// its temporary directory removed when the job ends.
+#[derive(Debug)]
+pub struct JobState {
+    config: StateConfig,
+    temporary: bool,
+    backend: std::sync::OnceLock<StateBackend>,
+}
+
+impl JobState {
+    /// `dir`: where state lives; `None` for a temporary directory.
+    pub fn new(dir: Option<PathBuf>, memory_limit: usize) -> Self {
+        let temporary = dir.is_none();
+        let dir = dir.unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            std::env::temp_dir().join(format!("headwater-state-{}-{nanos}", std::process::id()))
+        });
+        JobState {
+            config: StateConfig { dir, memory_limit },
+            temporary,
+            backend: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Opens the store of one subtask.
+    pub fn open_store(
+        &self,
+        operator: &str,
+        subtask: usize,
+        key_groups: KeyGroupRange,
+    ) -> Result<KeyedStateStore, StateError> {
+        let backend = match self.backend.get() {
+            Some(b) => b,
+            None => {
+                let b = StateBackend::new(self.config.clone())?;
+                self.backend.get_or_init(|| b)
+            }
+        };
+        backend.open_store(operator, subtask, key_groups)
+    }
+}
+
+impl Drop for JobState {
+    fn drop(&mut self) {
+        if self.temporary && self.backend.get().is_some() {
+            let _ = std::fs::remove_dir_all(&self.config.dir);
+        }
+    }
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {

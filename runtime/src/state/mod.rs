@@ -21,7 +21,7 @@ pub mod layout;
 mod store;
 mod typed;
 
-pub use backend::{StateBackend, StateConfig};
+pub use backend::{JobState, StateBackend, StateConfig};
 pub use codec::StateDescriptor;
 pub use error::StateError;
 pub use layout::StateKey;
