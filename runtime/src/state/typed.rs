@@ -15,23 +15,26 @@ use super::error::StateError;
 use super::layout::StateKey;
 use super::store::{KeyedStateStore, StateWriteBatch};
 
-/// One value per key and namespace.
-pub struct ValueState<V> {
+/// What every kind of state shares: its id, its codec, and how its stored keys
+/// and values are read and written.
+struct Handle<V> {
     id: u32,
     descriptor: StateDescriptor<V>,
 }
 
-impl<V: Serialize + DeserializeOwned> ValueState<V> {
-    pub fn new(
+impl<V: Serialize + DeserializeOwned> Handle<V> {
+    fn new(
         store: &mut KeyedStateStore,
         descriptor: StateDescriptor<V>,
     ) -> Result<Self, StateError> {
-        Ok(ValueState {
+        Ok(Handle {
             id: store.register(&descriptor.name)?,
             descriptor,
         })
     }
 
+    /// The stored key of `key` (for value state), or the prefix of its entries
+    /// (for list and map state), in `out`.
     fn stored_key(
         &self,
         store: &KeyedStateStore,
@@ -44,16 +47,63 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         Ok(())
     }
 
-    pub fn get(&self, store: &KeyedStateStore, key: StateKey<'_>) -> Result<Option<V>, StateError> {
-        let mut stored = Vec::new();
-        self.stored_key(store, &key, &mut stored)?;
-        match store.get_raw(&stored)? {
+    fn read(&self, store: &KeyedStateStore, stored_key: &[u8]) -> Result<Option<V>, StateError> {
+        match store.get_raw(stored_key)? {
             Some(bytes) => self.descriptor.decode(&bytes),
             None => Ok(None),
         }
     }
 
-    /// The values of many keys, with one multi-get.
+    fn write(
+        &self,
+        batch: &mut StateWriteBatch,
+        stored_key: &[u8],
+        value: &V,
+    ) -> Result<(), StateError> {
+        self.descriptor.encode(value, &mut batch.value)?;
+        batch.batch.put(stored_key, &batch.value);
+        Ok(())
+    }
+
+    /// Every stored (key, value) under `prefix`, expired values left out.
+    fn scan(
+        &self,
+        store: &KeyedStateStore,
+        prefix: &[u8],
+    ) -> Result<Vec<(Box<[u8]>, V)>, StateError> {
+        let mut entries = Vec::new();
+        for item in store.scan_prefix(prefix) {
+            let (stored_key, value) = item?;
+            if let Some(value) = self.descriptor.decode(&value)? {
+                entries.push((stored_key, value));
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// One value per key and namespace.
+pub struct ValueState<V> {
+    handle: Handle<V>,
+}
+
+impl<V: Serialize + DeserializeOwned> ValueState<V> {
+    pub fn new(
+        store: &mut KeyedStateStore,
+        descriptor: StateDescriptor<V>,
+    ) -> Result<Self, StateError> {
+        Ok(ValueState {
+            handle: Handle::new(store, descriptor)?,
+        })
+    }
+
+    pub fn get(&self, store: &KeyedStateStore, key: StateKey<'_>) -> Result<Option<V>, StateError> {
+        let mut stored = Vec::new();
+        self.handle.stored_key(store, &key, &mut stored)?;
+        self.handle.read(store, &stored)
+    }
+
+    /// The values of many keys, with one batched multi-get.
     pub fn multi_get(
         &self,
         store: &KeyedStateStore,
@@ -62,11 +112,11 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         let mut stored = Vec::with_capacity(keys.len());
         for key in keys {
             let mut k = Vec::new();
-            self.stored_key(store, key, &mut k)?;
+            self.handle.stored_key(store, key, &mut k)?;
             stored.push(k);
         }
         store.multi_get_raw(&stored, |value| {
-            value.map_or(Ok(None), |bytes| self.descriptor.decode(bytes))
+            value.map_or(Ok(None), |bytes| self.handle.descriptor.decode(bytes))
         })
     }
 
@@ -77,10 +127,11 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         key: StateKey<'_>,
         value: &V,
     ) -> Result<(), StateError> {
-        self.stored_key(store, &key, &mut batch.key)?;
-        self.descriptor.encode(value, &mut batch.value)?;
-        batch.batch.put(&batch.key, &batch.value);
-        Ok(())
+        let mut stored = std::mem::take(&mut batch.key);
+        self.handle.stored_key(store, &key, &mut stored)?;
+        let result = self.handle.write(batch, &stored, value);
+        batch.key = stored;
+        result
     }
 
     pub fn delete(
@@ -89,7 +140,7 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
         batch: &mut StateWriteBatch,
         key: StateKey<'_>,
     ) -> Result<(), StateError> {
-        self.stored_key(store, &key, &mut batch.key)?;
+        self.handle.stored_key(store, &key, &mut batch.key)?;
         batch.batch.delete(&batch.key);
         Ok(())
     }
@@ -98,8 +149,7 @@ impl<V: Serialize + DeserializeOwned> ValueState<V> {
 /// A list of values per key and namespace. Adding is a blind write (no read),
 /// so many rows can be added to one key within one write batch.
 pub struct ListState<V> {
-    id: u32,
-    descriptor: StateDescriptor<V>,
+    handle: Handle<V>,
 }
 
 impl<V: Serialize + DeserializeOwned> ListState<V> {
@@ -108,16 +158,8 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
         descriptor: StateDescriptor<V>,
     ) -> Result<Self, StateError> {
         Ok(ListState {
-            id: store.register(&descriptor.name)?,
-            descriptor,
+            handle: Handle::new(store, descriptor)?,
         })
-    }
-
-    fn prefix(&self, store: &KeyedStateStore, key: &StateKey<'_>) -> Result<Vec<u8>, StateError> {
-        store.check_key_group(key.key_group)?;
-        let mut prefix = Vec::new();
-        key.encode(self.id, &mut prefix);
-        Ok(prefix)
     }
 
     /// Appends `value`; it comes after every value added before.
@@ -128,22 +170,22 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
         key: StateKey<'_>,
         value: &V,
     ) -> Result<(), StateError> {
-        let mut entry = self.prefix(store, &key)?;
+        let mut entry = Vec::new();
+        self.handle.stored_key(store, &key, &mut entry)?;
         entry.extend_from_slice(&store.next_sequence().to_be_bytes());
-        self.descriptor.encode(value, &mut batch.value)?;
-        batch.batch.put(&entry, &batch.value);
-        Ok(())
+        self.handle.write(batch, &entry, value)
     }
 
     /// The values in the order they were added (expired ones left out).
     pub fn get(&self, store: &KeyedStateStore, key: StateKey<'_>) -> Result<Vec<V>, StateError> {
-        let prefix = self.prefix(store, &key)?;
-        let mut values = Vec::new();
-        for item in store.scan_prefix(&prefix) {
-            let (_, value) = item?;
-            values.extend(self.descriptor.decode(&value)?);
-        }
-        Ok(values)
+        let mut prefix = Vec::new();
+        self.handle.stored_key(store, &key, &mut prefix)?;
+        Ok(self
+            .handle
+            .scan(store, &prefix)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Removes every value of the key and namespace.
@@ -153,7 +195,8 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
         batch: &mut StateWriteBatch,
         key: StateKey<'_>,
     ) -> Result<(), StateError> {
-        let prefix = self.prefix(store, &key)?;
+        let mut prefix = Vec::new();
+        self.handle.stored_key(store, &key, &mut prefix)?;
         for item in store.scan_prefix(&prefix) {
             batch.batch.delete(&item?.0);
         }
@@ -163,8 +206,7 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
 
 /// A map per key and namespace, from user keys `K` to values `V`.
 pub struct MapState<K, V> {
-    id: u32,
-    descriptor: StateDescriptor<V>,
+    handle: Handle<V>,
     _keys: PhantomData<fn() -> K>,
 }
 
@@ -174,17 +216,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         descriptor: StateDescriptor<V>,
     ) -> Result<Self, StateError> {
         Ok(MapState {
-            id: store.register(&descriptor.name)?,
-            descriptor,
+            handle: Handle::new(store, descriptor)?,
             _keys: PhantomData,
         })
-    }
-
-    fn prefix(&self, store: &KeyedStateStore, key: &StateKey<'_>) -> Result<Vec<u8>, StateError> {
-        store.check_key_group(key.key_group)?;
-        let mut prefix = Vec::new();
-        key.encode(self.id, &mut prefix);
-        Ok(prefix)
     }
 
     fn entry(
@@ -193,13 +227,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         key: &StateKey<'_>,
         user_key: &K,
     ) -> Result<Vec<u8>, StateError> {
-        let prefix = self.prefix(store, key)?;
-        postcard::to_extend(user_key, prefix).map_err(|e| self.error(e))
+        let mut prefix = Vec::new();
+        self.handle.stored_key(store, key, &mut prefix)?;
+        postcard::to_extend(user_key, prefix).map_err(|e| self.key_error(e))
     }
 
-    fn error(&self, e: postcard::Error) -> StateError {
+    fn key_error(&self, e: postcard::Error) -> StateError {
         StateError::Codec {
-            state: self.descriptor.name.clone(),
+            state: self.handle.descriptor.name.clone(),
             message: format!("map key: {e}"),
         }
     }
@@ -210,11 +245,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         key: StateKey<'_>,
         user_key: &K,
     ) -> Result<Option<V>, StateError> {
-        let entry = self.entry(store, &key, user_key)?;
-        match store.get_raw(&entry)? {
-            Some(bytes) => self.descriptor.decode(&bytes),
-            None => Ok(None),
-        }
+        self.handle.read(store, &self.entry(store, &key, user_key)?)
     }
 
     pub fn put(
@@ -226,9 +257,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         value: &V,
     ) -> Result<(), StateError> {
         let entry = self.entry(store, &key, user_key)?;
-        self.descriptor.encode(value, &mut batch.value)?;
-        batch.batch.put(&entry, &batch.value);
-        Ok(())
+        self.handle.write(batch, &entry, value)
     }
 
     pub fn remove(
@@ -249,16 +278,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         store: &KeyedStateStore,
         key: StateKey<'_>,
     ) -> Result<Vec<(K, V)>, StateError> {
-        let prefix = self.prefix(store, &key)?;
-        let mut entries = Vec::new();
-        for item in store.scan_prefix(&prefix) {
-            let (stored_key, value) = item?;
-            let user_key: K =
-                postcard::from_bytes(&stored_key[prefix.len()..]).map_err(|e| self.error(e))?;
-            if let Some(value) = self.descriptor.decode(&value)? {
-                entries.push((user_key, value));
-            }
-        }
-        Ok(entries)
+        let mut prefix = Vec::new();
+        self.handle.stored_key(store, &key, &mut prefix)?;
+        self.handle
+            .scan(store, &prefix)?
+            .into_iter()
+            .map(|(stored_key, value)| {
+                let user_key = postcard::from_bytes(&stored_key[prefix.len()..])
+                    .map_err(|e| self.key_error(e))?;
+                Ok((user_key, value))
+            })
+            .collect()
     }
 }
