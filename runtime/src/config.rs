@@ -14,8 +14,6 @@ pub struct JobConfig {
     pub max_parallelism: u32,
     /// The number of batches a channel holds before its sender waits.
     pub channel_capacity: usize,
-    /// The number of rows a source puts in one batch.
-    pub batch_size: usize,
     /// A source partition with no data for this long is marked idle, so it does
     /// not hold the watermark back.
     pub idle_timeout: Duration,
@@ -33,7 +31,6 @@ impl Default for JobConfig {
             default_parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             channel_capacity: 8,
-            batch_size: 8192,
             idle_timeout: Duration::from_secs(5),
             state_dir: None,
             state_memory_limit: 256 << 20,

@@ -347,7 +347,7 @@ impl Source for OrdersGenerator {
                 rate.acquire(rows).await;
                 rows
             }
-            None => self.spec.batch_size,
+            None => self.spec.batch_size.max(1),
         };
         Ok(match self.generate(rows) {
             Some(batch) => SourcePoll::Batch(batch),

@@ -24,7 +24,7 @@ impl RateLimiter {
 
     /// The batch size that gives about ten batches a second.
     pub fn batch_size(&self, max: usize) -> usize {
-        ((self.rows_per_second / 10.0).ceil() as usize).clamp(1, max)
+        ((self.rows_per_second / 10.0).ceil() as usize).clamp(1, max.max(1))
     }
 
     /// Waits until `rows` more rows may be sent, then counts them.
