@@ -213,7 +213,10 @@ struct OrdersGenerator {
 
 impl OrdersGenerator {
     fn created_at(&self, order: u64) -> i64 {
-        self.spec.start_time_ms + (order as f64 * 1000.0 / self.spec.orders_per_second) as i64
+        let rate = self.spec.orders_per_second.max(1e-3); // NaN and 0 mean "slowest"
+        self.spec
+            .start_time_ms
+            .saturating_add((order as f64 * 1000.0 / rate) as i64)
     }
 
     fn has_more_orders(&self) -> bool {
@@ -257,7 +260,7 @@ impl OrdersGenerator {
                 let delay = (max_delay as f64 * u * u * u) as i64;
                 self.sequence += 1;
                 self.pending.push(Reverse(Pending {
-                    delivery: event_time + delay,
+                    delivery: event_time.saturating_add(delay),
                     sequence: self.sequence,
                     event_time,
                     order_id: order as i64 + 1,
