@@ -47,6 +47,13 @@ impl<V: Serialize + DeserializeOwned> Handle<V> {
         Ok(())
     }
 
+    /// The prefix of the entries of `key` (list and map state).
+    fn prefix(&self, store: &KeyedStateStore, key: &StateKey<'_>) -> Result<Vec<u8>, StateError> {
+        let mut prefix = Vec::new();
+        self.stored_key(store, key, &mut prefix)?;
+        Ok(prefix)
+    }
+
     fn read(&self, store: &KeyedStateStore, stored_key: &[u8]) -> Result<Option<V>, StateError> {
         match store.get_raw(stored_key)? {
             Some(bytes) => self.descriptor.decode(&bytes),
@@ -170,16 +177,14 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
         key: StateKey<'_>,
         value: &V,
     ) -> Result<(), StateError> {
-        let mut entry = Vec::new();
-        self.handle.stored_key(store, &key, &mut entry)?;
+        let mut entry = self.handle.prefix(store, &key)?;
         entry.extend_from_slice(&store.next_sequence().to_be_bytes());
         self.handle.write(batch, &entry, value)
     }
 
     /// The values in the order they were added (expired ones left out).
     pub fn get(&self, store: &KeyedStateStore, key: StateKey<'_>) -> Result<Vec<V>, StateError> {
-        let mut prefix = Vec::new();
-        self.handle.stored_key(store, &key, &mut prefix)?;
+        let prefix = self.handle.prefix(store, &key)?;
         Ok(self
             .handle
             .scan(store, &prefix)?
@@ -195,8 +200,7 @@ impl<V: Serialize + DeserializeOwned> ListState<V> {
         batch: &mut StateWriteBatch,
         key: StateKey<'_>,
     ) -> Result<(), StateError> {
-        let mut prefix = Vec::new();
-        self.handle.stored_key(store, &key, &mut prefix)?;
+        let prefix = self.handle.prefix(store, &key)?;
         for item in store.scan_prefix(&prefix) {
             batch.batch.delete(&item?.0);
         }
@@ -227,8 +231,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         key: &StateKey<'_>,
         user_key: &K,
     ) -> Result<Vec<u8>, StateError> {
-        let mut prefix = Vec::new();
-        self.handle.stored_key(store, key, &mut prefix)?;
+        let prefix = self.handle.prefix(store, key)?;
         postcard::to_extend(user_key, prefix).map_err(|e| self.key_error(e))
     }
 
@@ -278,8 +281,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         store: &KeyedStateStore,
         key: StateKey<'_>,
     ) -> Result<Vec<(K, V)>, StateError> {
-        let mut prefix = Vec::new();
-        self.handle.stored_key(store, &key, &mut prefix)?;
+        let prefix = self.handle.prefix(store, &key)?;
         self.handle
             .scan(store, &prefix)?
             .into_iter()
