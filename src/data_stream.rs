@@ -25,6 +25,8 @@ pub struct DataStream {
     /// With the event-time column.
     pub(crate) schema: SchemaRef,
     pub(crate) partitioning: Partitioning,
+    /// The input schema of a window operator, whose late rows this stream can give.
+    pub(crate) late_schema: Option<(NodeId, SchemaRef)>,
 }
 
 impl DataStream {
@@ -40,6 +42,7 @@ impl DataStream {
             side_output,
             schema,
             partitioning: Partitioning::Forward,
+            late_schema: None,
         }
     }
 

@@ -30,6 +30,7 @@ mod data_stream;
 mod env;
 mod error;
 pub mod typed;
+mod window;
 
 pub use data_stream::DataStream;
 pub use env::StreamEnvironment;
@@ -38,9 +39,13 @@ pub use headwater_operators as operators;
 pub use headwater_runtime as runtime;
 pub use headwater_sql as sql;
 pub use typed::{KeyedStream, Stream, TypedReceiver};
+pub use window::WindowedStream;
 
 /// Everything a pipeline usually needs, in one import.
 pub mod prelude {
+    pub use datafusion::functions_aggregate::expr_fn::{
+        approx_distinct, avg, count, max, min, sum,
+    };
     pub use datafusion::prelude::{col, lit};
     pub use headwater_operators::DecodeErrorPolicy;
     pub use headwater_operators::formats::LineFormat;
@@ -51,7 +56,13 @@ pub mod prelude {
     pub use headwater_operators::sources::datagen::{DatagenSource, FieldGen};
     pub use headwater_operators::sources::filesystem::FileSource;
     pub use headwater_operators::sources::orders::OrdersSource;
+    pub use headwater_operators::window::{Cumulating, Hopping, Session, Tumbling, WindowKind};
     pub use headwater_runtime::{EventTimeSpec, JobConfig, JobError, JobHandle, JobResult};
 
-    pub use crate::{DataStream, HeadwaterError, KeyedStream, Stream, StreamEnvironment};
+    pub use crate::typed::{FiredTimer, KeyedProcessFunction, ProcessContext, TimeDomain};
+    pub use crate::{
+        DataStream, HeadwaterError, KeyedStream, Stream, StreamEnvironment, WindowedStream,
+    };
+    pub use headwater_runtime::EventTime;
+    pub use headwater_runtime::state::{ListState, MapState, StateDescriptor, ValueState};
 }

@@ -30,6 +30,10 @@ pub enum OperatorError {
     #[error(transparent)]
     Arrow(#[from] ArrowError),
     #[error(transparent)]
+    State(#[from] headwater_runtime::state::StateError),
+    #[error(transparent)]
+    Runtime(#[from] headwater_runtime::RuntimeError),
+    #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }
 

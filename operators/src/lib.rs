@@ -11,6 +11,7 @@ pub mod formats;
 pub mod sinks;
 pub mod sources;
 pub mod transform;
+pub mod window;
 
 pub use decode_error::{DEAD_LETTER_OUTPUT, DecodeErrorPolicy};
 pub use error::OperatorError;

@@ -162,6 +162,35 @@ impl Chain {
             .map_err(|e| NodeError::new(tail, e.into()))
     }
 
+    /// The earliest wall-clock time (ms) any operator of the chain wants to be called at.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.ops
+            .iter()
+            .filter_map(|op| op.operator.next_processing_time())
+            .min()
+    }
+
+    /// Calls every operator whose processing-time timer is due at `now`.
+    pub async fn processing_time(&mut self, now: i64) -> Result<(), NodeError> {
+        for k in 0..self.ops.len() {
+            let (op, rest) = self.ops[k..].split_first_mut().expect("k < len");
+            if op.operator.next_processing_time().is_none_or(|t| t > now) {
+                continue;
+            }
+            let mut out = ChainCollector {
+                from: op.node,
+                rows_out: op.ctx.metrics.rows_out.clone(),
+                ops: rest,
+                router: &mut self.router,
+            };
+            op.operator
+                .on_processing_time(now, &mut op.ctx, &mut out)
+                .await
+                .map_err(|e| NodeError::new(op.node, e))?;
+        }
+        Ok(())
+    }
+
     /// Every input has ended: each operator in turn flushes, then end of stream goes downstream.
     pub async fn end_of_input(&mut self) -> Result<(), NodeError> {
         for k in 0..self.ops.len() {

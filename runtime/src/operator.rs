@@ -114,6 +114,24 @@ pub trait Operator: Send + 'static {
         Ok(Some(watermark))
     }
 
+    /// The wall-clock time (ms since the Unix epoch) at which this operator
+    /// next wants [`Operator::on_processing_time`]: its earliest
+    /// processing-time timer. Asked again after every call into the operator.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+
+    /// The wall clock has reached `now` (ms since the Unix epoch), at or after
+    /// the time [`Operator::next_processing_time`] asked for.
+    async fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _ctx: &mut OperatorContext,
+        _out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Every input has ended: emit what is still held, flush what is buffered.
     async fn on_end_of_input(
         &mut self,

@@ -109,11 +109,21 @@ impl OperatorTask {
         self.chain.open().await?;
         let mut watermarks = InputWatermarks::new(self.gate.channel_count());
         loop {
-            let next = self
-                .gate
-                .next()
-                .await
-                .map_err(|e| NodeError::new(head, e.into()))?;
+            let next = match self.chain.next_processing_time() {
+                None => self.gate.next().await,
+                Some(at) => {
+                    let wait = std::time::Duration::from_millis((at - now_ms()).max(0) as u64);
+                    tokio::select! {
+                        biased;
+                        next = self.gate.next() => next,
+                        () = tokio::time::sleep(wait) => {
+                            self.chain.processing_time(now_ms()).await?;
+                            continue;
+                        }
+                    }
+                }
+            }
+            .map_err(|e| NodeError::new(head, e.into()))?;
             let Some((channel, message)) = next else {
                 break;
             };
@@ -215,6 +225,13 @@ fn to_event_time(column: &ArrayRef) -> Result<ArrayRef, RuntimeError> {
             )));
         }
     })
+}
+
+/// The wall clock in ms since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn arrival_times(rows: usize) -> ArrayRef {

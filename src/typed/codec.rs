@@ -107,3 +107,12 @@ impl<K: Serialize + DeserializeOwned> ValueCodec<K> {
         Ok(arrays.remove(0))
     }
 }
+
+impl<K: DeserializeOwned> ValueCodec<K> {
+    /// The values of one column.
+    pub fn decode(&self, column: &ArrayRef) -> Result<Vec<K>> {
+        let items: serde_arrow::utils::Items<Vec<K>> =
+            serde_arrow::from_arrow(&self.fields, &[column.clone()]).map_err(rows_error::<K>)?;
+        Ok(items.0)
+    }
+}

@@ -6,6 +6,9 @@
 
 mod codec;
 mod ops;
+mod process;
+
+pub use process::{FiredTimer, KeyedProcessFunction, ProcessContext, TimeDomain};
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -233,6 +236,42 @@ impl<T: Row> Stream<T> {
 pub struct KeyedStream<T, K> {
     stream: Stream<T>,
     _key: PhantomData<fn() -> K>,
+}
+
+impl<T: Row, K: Row> KeyedStream<T, K> {
+    /// Runs `f` on every row with its key's state and timers (see
+    /// [`KeyedProcessFunction`]). Each subtask runs its own clone of `f`.
+    pub fn process<U: Row, F>(self, f: F) -> Result<Stream<U>>
+    where
+        F: KeyedProcessFunction<K, T, U> + Clone + Sync,
+    {
+        let out = RowCodec::<U>::new()?;
+        let key = ValueCodec::<K>::new()?;
+        let schema = typed_schema(out.fields());
+        let factory = Arc::new(move |subtask: &headwater_runtime::SubtaskInfo| {
+            Ok(Box::new(process::ProcessOp::<K, T, U, F> {
+                f: f.clone(),
+                key: key.clone(),
+                out: out.clone(),
+                max_parallelism: subtask.max_parallelism,
+                event_timers: None,
+                processing_timers: None,
+                _rows: PhantomData,
+            }) as Box<dyn Operator>)
+        });
+        Ok(Stream::from_data_stream(
+            self.stream.inner.then("process", schema, factory)?,
+        ))
+    }
+
+    /// Cuts the stream into event-time windows of `kind`; aggregate them with
+    /// DataFusion aggregates. The results name the key column `key`.
+    pub fn window(
+        self,
+        kind: headwater_operators::window::WindowKind,
+    ) -> Result<crate::window::WindowedStream> {
+        Ok(self.stream.inner.window(kind)?.typed_key())
+    }
 }
 
 impl<T: Row, K> KeyedStream<T, K> {

@@ -18,14 +18,18 @@ mod backend;
 pub mod codec;
 mod error;
 pub mod layout;
+mod sorted;
 mod store;
+mod timers;
 mod typed;
 
 pub use backend::{JobState, StateBackend, StateConfig};
 pub use codec::StateDescriptor;
 pub use error::StateError;
 pub use layout::StateKey;
+pub use sorted::SortedState;
 pub use store::{KeyedStateStore, StateWriteBatch};
+pub use timers::{Timer, TimerService, i64_from_order_preserving, order_preserving};
 pub use typed::{ListState, MapState, ValueState};
 
 #[cfg(test)]

@@ -154,6 +154,26 @@ impl KeyedStateStore {
             .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
     }
 
+    /// Like [`Self::scan_prefix`], owning its prefix.
+    pub(crate) fn scan_owned_prefix(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + '_ {
+        self.db
+            .iterator(IteratorMode::From(&prefix, Direction::Forward))
+            .map(|item| item.map_err(|e| self.rocks(e)))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+    }
+
+    /// The first entry at or after `key`.
+    pub(crate) fn seek(&self, key: &[u8]) -> Result<Option<(Box<[u8]>, Box<[u8]>)>, StateError> {
+        self.db
+            .iterator(IteratorMode::From(key, Direction::Forward))
+            .next()
+            .transpose()
+            .map_err(|e| self.rocks(e))
+    }
+
     /// A number larger than any this store gave before, for appends.
     pub(crate) fn next_sequence(&self) -> u64 {
         self.sequence.fetch_add(1, Ordering::Relaxed)

@@ -33,6 +33,13 @@ impl<V: Serialize + DeserializeOwned> Handle<V> {
         })
     }
 
+    fn unregistered(descriptor: StateDescriptor<V>) -> Self {
+        Handle {
+            id: super::layout::state_id(&descriptor.name),
+            descriptor,
+        }
+    }
+
     /// The stored key of `key` (for value state), or the prefix of its entries
     /// (for list and map state), in `out`.
     fn stored_key(
@@ -95,6 +102,14 @@ pub struct ValueState<V> {
 }
 
 impl<V: Serialize + DeserializeOwned> ValueState<V> {
+    /// A handle without the name-collision check of `new`, for handles made
+    /// before the store is open (a process function's fields).
+    pub fn unregistered(descriptor: StateDescriptor<V>) -> Self {
+        ValueState {
+            handle: Handle::unregistered(descriptor),
+        }
+    }
+
     pub fn new(
         store: &mut KeyedStateStore,
         descriptor: StateDescriptor<V>,
@@ -160,6 +175,14 @@ pub struct ListState<V> {
 }
 
 impl<V: Serialize + DeserializeOwned> ListState<V> {
+    /// A handle without the name-collision check of `new`, for handles made
+    /// before the store is open (a process function's fields).
+    pub fn unregistered(descriptor: StateDescriptor<V>) -> Self {
+        ListState {
+            handle: Handle::unregistered(descriptor),
+        }
+    }
+
     pub fn new(
         store: &mut KeyedStateStore,
         descriptor: StateDescriptor<V>,
@@ -215,6 +238,15 @@ pub struct MapState<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// A handle without the name-collision check of `new`, for handles made
+    /// before the store is open (a process function's fields).
+    pub fn unregistered(descriptor: StateDescriptor<V>) -> Self {
+        MapState {
+            handle: Handle::unregistered(descriptor),
+            _keys: PhantomData,
+        }
+    }
+
     pub fn new(
         store: &mut KeyedStateStore,
         descriptor: StateDescriptor<V>,

@@ -1,0 +1,471 @@
+//! Window operator end to end: every window kind, at parallelism 1 and 4, on
+//! disordered input, against a plain Rust reference written from the window
+//! definitions; session merging and splitting; late rows with and without
+//! allowed lateness.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMillisecondType};
+use common::{VecSource, within};
+use headwater::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("value", DataType::Int64, true),
+    ]))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    key: i64,
+    ts: i64,
+    value: i64,
+}
+
+/// `n` events over `keys` keys, time moving forward ~7 ms per event with up to
+/// `disorder` ms of jitter backwards, so rows arrive out of order.
+fn events(n: usize, keys: i64, disorder: i64, seed: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| Event {
+            key: rng.random_range(0..keys),
+            ts: 1_000 + i as i64 * 7 - rng.random_range(0..=disorder),
+            value: rng.random_range(-1000..1000),
+        })
+        .collect()
+}
+
+fn batch_of(events: &[Event]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.key))),
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.ts))),
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.value))),
+        ],
+    )
+    .unwrap()
+}
+
+/// Events in batches of `batch` rows, dealt round-robin to `p` source subtasks.
+fn source(events: &[Event], p: usize, batch: usize, out_of_orderness: Duration) -> VecSource {
+    let mut batches = vec![Vec::new(); p];
+    for (i, chunk) in events.chunks(batch).enumerate() {
+        batches[i % p].push(batch_of(chunk));
+    }
+    VecSource {
+        schema: schema(),
+        batches,
+        event_time: EventTimeSpec::column("ts", out_of_orderness),
+        then_wait: false,
+        name: "events".into(),
+    }
+}
+
+/// One result row: (key, window start, window end) → (count, sum, min, max).
+type Results = BTreeMap<(i64, i64, i64), (i64, i64, i64, i64)>;
+
+/// Every window a timestamp belongs to, from the definitions (not the operator's slicing).
+fn windows_of(kind: WindowKind, ts: i64) -> Vec<(i64, i64)> {
+    match kind {
+        WindowKind::Tumbling { size } => {
+            let start = ts.div_euclid(size) * size;
+            vec![(start, start + size)]
+        }
+        WindowKind::Hopping { size, slide } => {
+            let mut out = Vec::new();
+            let mut start = ts.div_euclid(slide) * slide;
+            while start + size > ts {
+                out.push((start, start + size));
+                start -= slide;
+            }
+            out
+        }
+        WindowKind::Cumulating { step, max_size } => {
+            let period = ts.div_euclid(max_size) * max_size;
+            (1..=max_size / step)
+                .map(|k| (period, period + k * step))
+                .filter(|&(_, end)| end > ts)
+                .collect()
+        }
+        WindowKind::Session { .. } => unreachable!(),
+    }
+}
+
+fn add(results: &mut Results, key: (i64, i64, i64), value: i64) {
+    let e = results.entry(key).or_insert((0, 0, i64::MAX, i64::MIN));
+    e.0 += 1;
+    e.1 += value;
+    e.2 = e.2.min(value);
+    e.3 = e.3.max(value);
+}
+
+/// The reference: plain Rust over all events.
+fn reference(kind: WindowKind, events: &[Event]) -> Results {
+    let mut results = Results::new();
+    if let WindowKind::Session { gap } = kind {
+        let mut by_key: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            by_key.entry(e.key).or_default().push(e);
+        }
+        for (key, mut evs) in by_key {
+            evs.sort_by_key(|e| e.ts);
+            let mut members: Vec<&Event> = Vec::new();
+            let close = |members: &mut Vec<&Event>, results: &mut Results| {
+                let start = members[0].ts;
+                let end = members.last().unwrap().ts + gap;
+                for e in members.drain(..) {
+                    add(results, (key, start, end), e.value);
+                }
+            };
+            for e in evs {
+                if let Some(last) = members.last()
+                    && e.ts > last.ts + gap
+                {
+                    close(&mut members, &mut results);
+                }
+                members.push(e);
+            }
+            close(&mut members, &mut results);
+        }
+        return results;
+    }
+    for e in events {
+        for (start, end) in windows_of(kind, e.ts) {
+            add(&mut results, (e.key, start, end), e.value);
+        }
+    }
+    results
+}
+
+fn collect_results(batches: &[RecordBatch]) -> Vec<((i64, i64, i64), (i64, i64, i64, i64))> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let int = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let time = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<TimestampMillisecondType>()
+                .clone()
+        };
+        let (key, start, end) = (int("key"), time("window_start"), time("window_end"));
+        let (n, total, lo, hi) = (int("n"), int("total"), int("lo"), int("hi"));
+        for i in 0..b.num_rows() {
+            rows.push((
+                (key.value(i), start.value(i), end.value(i)),
+                (n.value(i), total.value(i), lo.value(i), hi.value(i)),
+            ));
+        }
+    }
+    rows
+}
+
+fn aggregates() -> Vec<datafusion::logical_expr::Expr> {
+    vec![
+        count(lit(1)).alias("n"),
+        sum(col("value")).alias("total"),
+        min(col("value")).alias("lo"),
+        max(col("value")).alias("hi"),
+    ]
+}
+
+/// Runs the window over `events` and returns its results and the late-row count.
+async fn run(
+    kind: WindowKind,
+    events: &[Event],
+    p: usize,
+    memory_limit: Option<usize>,
+) -> (Vec<((i64, i64, i64), (i64, i64, i64, i64))>, u64) {
+    let env = StreamEnvironment::new().with_parallelism(p);
+    let mut windowed = env
+        .source(source(events, p, 300, Duration::from_millis(200)))
+        .key_by(&["key"])
+        .unwrap()
+        .window(kind)
+        .unwrap();
+    if let Some(bytes) = memory_limit {
+        windowed = windowed.memory_limit(bytes);
+    }
+    let rx = windowed.aggregate(aggregates()).unwrap().collect().unwrap();
+    let job = env.execute().unwrap();
+    let batches = within(120, rx.collect_all()).await;
+    let result = within(30, job.wait()).await.unwrap();
+    let late: u64 = result
+        .metrics
+        .operators
+        .iter()
+        .map(|(_, m)| m.counters.get("late_rows").copied().unwrap_or(0))
+        .sum();
+    (collect_results(&batches), late)
+}
+
+async fn check(kind: WindowKind) {
+    let events = events(20_000, 40, 150, 7);
+    let expected = reference(kind, &events);
+    assert!(expected.len() > 100, "the test needs many windows");
+    for (p, memory) in [(1, None), (4, None), (4, Some(1))] {
+        let (rows, late) = run(kind, &events, p, memory).await;
+        assert_eq!(
+            late, 0,
+            "{kind:?} p={p}: no row is late under this watermark"
+        );
+        let got: Results = rows.iter().copied().collect();
+        assert_eq!(
+            rows.len(),
+            got.len(),
+            "{kind:?} p={p}: a window was emitted twice"
+        );
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{kind:?} p={p} memory={memory:?}"
+        );
+        for (k, v) in &expected {
+            assert_eq!(
+                got.get(k),
+                Some(v),
+                "{kind:?} p={p} memory={memory:?}: window {k:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_equal_the_reference() {
+    check(Tumbling::of(Duration::from_millis(500))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopping_windows_equal_the_reference() {
+    check(Hopping::of(
+        Duration::from_millis(1000),
+        Duration::from_millis(250),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulating_windows_equal_the_reference() {
+    check(Cumulating::of(
+        Duration::from_millis(200),
+        Duration::from_millis(1000),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_windows_equal_the_reference() {
+    // About one event per key every 280 ms: gaps of 300 ms both join and split sessions.
+    check(Session::with_gap(Duration::from_millis(300))).await;
+}
+
+fn ev(key: i64, ts: i64) -> Event {
+    Event { key, ts, value: ts }
+}
+
+/// Runs batches in order at parallelism 1; the watermark after a batch is the
+/// largest time so far, less `out_of_orderness`, less 1.
+async fn run_batches(
+    kind: WindowKind,
+    out_of_orderness: Duration,
+    lateness: Duration,
+    batches: Vec<Vec<Event>>,
+) -> (Vec<((i64, i64, i64), (i64, i64, i64, i64))>, Vec<i64>, u64) {
+    let env = StreamEnvironment::new().with_parallelism(1);
+    let src = VecSource {
+        schema: schema(),
+        batches: vec![batches.iter().map(|b| batch_of(b)).collect()],
+        event_time: EventTimeSpec::column("ts", out_of_orderness),
+        then_wait: false,
+        name: "events".into(),
+    };
+    let results = env
+        .source(src)
+        .key_by(&["key"])
+        .unwrap()
+        .window(kind)
+        .unwrap()
+        .allowed_lateness(lateness)
+        .aggregate(aggregates())
+        .unwrap();
+    let late = results.late_rows().unwrap().collect().unwrap();
+    let rx = results.collect().unwrap();
+    let job = env.execute().unwrap();
+    let (batches, late_batches) = within(60, async {
+        tokio::join!(rx.collect_all(), late.collect_all())
+    })
+    .await;
+    let result = within(30, job.wait()).await.unwrap();
+    let counted: u64 = result
+        .metrics
+        .operators
+        .iter()
+        .map(|(_, m)| m.counters.get("late_rows").copied().unwrap_or(0))
+        .sum();
+    let mut late_ts: Vec<i64> = late_batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("ts")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    late_ts.sort();
+    (collect_results(&batches), late_ts, counted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_merge_when_a_row_bridges_them_and_split_past_the_gap() {
+    let gap = Session::with_gap(Duration::from_millis(10));
+    // Key 1: 0 and 5 make [0, 15); 20 makes [20, 30); then 12 bridges both (12 <= 15, 20 <= 22).
+    // Key 2: 0 and 11 are 11 apart: two sessions. Keys 3 (across batches) and 4
+    // (in one batch): 0 and 10 are exactly the gap apart: one session.
+    let batches = vec![
+        vec![
+            ev(1, 0),
+            ev(1, 5),
+            ev(1, 20),
+            ev(2, 0),
+            ev(3, 0),
+            ev(4, 0),
+            ev(4, 10),
+        ],
+        vec![ev(1, 12), ev(2, 11), ev(3, 10)],
+        vec![ev(9, 1_000)],
+    ];
+    // A watermark far behind: nothing fires before the input ends.
+    let (rows, late, _) = run_batches(
+        gap,
+        Duration::from_millis(1_000),
+        Duration::ZERO,
+        batches.clone(),
+    )
+    .await;
+    assert!(late.is_empty(), "{late:?}");
+    let got: Vec<(i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|((k, s, e), (n, ..))| (*k, *s, *e, *n))
+        .collect();
+    let mut got = got;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, 0, 30, 4),
+            (2, 0, 10, 1),
+            (2, 11, 21, 1),
+            (3, 0, 20, 2),
+            (4, 0, 20, 2),
+            (9, 1_000, 1_010, 1)
+        ]
+    );
+
+    // The same rows with the watermark right behind them: sessions fire after
+    // the first batch, and the late rows (allowed for 100 ms) update them.
+    let (rows, late, _) =
+        run_batches(gap, Duration::ZERO, Duration::from_millis(100), batches).await;
+    assert!(late.is_empty(), "{late:?}");
+    let got: Vec<(i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|((k, s, e), (n, ..))| (*k, *s, *e, *n))
+        .collect();
+    // Watermark 19 fires [0,15) of key 1, [0,10) of keys 2 and 3. Then 12
+    // bridges key 1's sessions into [0,30), still open; 11 starts a new
+    // session of key 2; 10 extends key 3's fired session to [0,20), whose end
+    // has passed, so it is sent again at once.
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec![
+            (1, 0, 15, 2),
+            (1, 0, 30, 4),
+            (2, 0, 10, 1),
+            (2, 11, 21, 1),
+            (3, 0, 10, 1),
+            (3, 0, 20, 2),
+            (4, 0, 20, 2),
+            (9, 1_000, 1_010, 1)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_rows_update_fired_windows_within_the_lateness_and_go_to_the_side_output_after() {
+    let tumbling = Tumbling::of(Duration::from_millis(10));
+    let batches = vec![
+        vec![ev(1, 1), ev(1, 2), ev(1, 15)], // watermark 14: [0, 10) fires with 2 rows
+        vec![ev(1, 5)],                      // late, within 20 ms: [0, 10) again with 3
+        vec![ev(1, 40)],                     // watermark 39: [10, 20) fires; [0, 10) is dropped
+        vec![ev(1, 3), ev(1, 25), ev(1, 8)], // 3 and 8 too late; 25 fires [20, 30) at once
+        vec![ev(1, 26)],                     // late, within: [20, 30) again with 2
+    ];
+    let (rows, late, counted) =
+        run_batches(tumbling, Duration::ZERO, Duration::from_millis(20), batches).await;
+    let got: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|((k, s, _), (n, ..))| (*k, *s, *n))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 0, 2),
+            (1, 0, 3),
+            (1, 10, 1),
+            (1, 20, 1),
+            (1, 20, 2),
+            (1, 40, 1)
+        ],
+        "results in the order sent"
+    );
+    assert_eq!(late, vec![3, 8]);
+    assert_eq!(counted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_lateness_every_late_row_reaches_the_side_output() {
+    let hopping = Hopping::of(Duration::from_millis(20), Duration::from_millis(10));
+    let batches = vec![
+        vec![ev(1, 1), ev(2, 12), ev(1, 35)], // watermark 34: [-10,10), [0,20), [10,30) fire
+        vec![ev(1, 9), ev(2, 25), ev(1, 31)], // 9: all its windows fired: late. 25: [20,40) is open
+    ];
+    let (rows, late, counted) = run_batches(hopping, Duration::ZERO, Duration::ZERO, batches).await;
+    assert_eq!(late, vec![9]);
+    assert_eq!(counted, 1);
+    let got: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|((k, s, _), (n, ..))| (*k, *s, *n))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    // Key 2's row at 25 went into [10, 30) too, but that window had fired:
+    // with no lateness it is not sent again.
+    assert_eq!(
+        sorted,
+        vec![
+            (1, -10, 1),
+            (1, 0, 1),
+            (1, 20, 2),
+            (1, 30, 2),
+            (2, 0, 1),
+            (2, 10, 1),
+            (2, 20, 1)
+        ]
+    );
+}
