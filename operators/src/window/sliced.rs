@@ -163,7 +163,14 @@ impl SlicedWindowOperator {
         self.spill_sequence += 1;
         let mut batch = store.new_batch();
         let mut sort_key = Vec::new();
-        for group in 0..table.keys.len() {
+        // In stored-key order: RocksDB inserts sorted keys into its memtable
+        // far faster than scattered ones.
+        let keys = &table.keys;
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            (keys.key_group(a), keys.key(a)).cmp(&(keys.key_group(b), keys.key(b)))
+        });
+        for group in order {
             partial_key(
                 slice,
                 table.keys.key(group),
@@ -249,7 +256,8 @@ impl SlicedWindowOperator {
                         .iter()
                         .map(|&s| last_use && self.slicer.last_window_of_slice(s) == end)
                         .collect();
-                    self.fire_from_store(store, end, &slices, &delete)?;
+                    self.fire_from_store(store, end, &slices, &delete, out)
+                        .await?;
                     for (slice, delete) in slices.iter().zip(delete) {
                         if delete {
                             self.spilled.remove(slice);
@@ -287,11 +295,14 @@ impl SlicedWindowOperator {
         let store = ctx.keyed_state()?;
         let partials = self.partials.as_ref().expect("opened");
         let mut batch = store.new_batch();
+        // Point deletes, not range deletes: range tombstones piling up in a
+        // memtable make every later iterator slower.
         for &slice in &expired {
-            let from = order_preserving(slice).to_be_bytes();
-            let to = order_preserving(slice.saturating_add(1)).to_be_bytes();
+            let prefix = order_preserving(slice).to_be_bytes();
             for key_group in store.key_groups().as_range() {
-                partials.delete_range(store, &mut batch, key_group, &from, &to)?;
+                for entry in partials.scan(store, key_group, &prefix) {
+                    partials.delete(store, &mut batch, key_group, &entry?.0)?;
+                }
             }
             self.spilled.remove(&slice);
         }
@@ -301,13 +312,14 @@ impl SlicedWindowOperator {
 
     /// Computes window `end` from the stored partials of `slices`, one key
     /// group at a time; deletes the entries of the slices marked in `delete`.
-    fn fire_from_store(
+    async fn fire_from_store(
         &mut self,
         store: &KeyedStateStore,
         end: i64,
         slices: &[i64],
         delete: &[bool],
-    ) -> Result<()> {
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
         let partials = self.partials.clone().expect("opened");
         let start = self.slicer.window_start(end);
         for key_group in store.key_groups().as_range() {
@@ -343,6 +355,10 @@ impl SlicedWindowOperator {
                 vec![end; n],
                 accumulators.evaluate()?,
             )?;
+            // Send as we go: a window of many keys is never held whole.
+            if let Some(batch) = self.results.take(false)? {
+                out.collect(batch).await?;
+            }
         }
         Ok(())
     }

@@ -262,3 +262,64 @@ fn a_tiny_memory_limit_is_refused() {
     let err = StateBackend::new(StateConfig::new(dir.path()).with_memory_limit(1000)).unwrap_err();
     assert!(err.to_string().contains("8 MiB"), "{err}");
 }
+
+#[test]
+fn timers_pop_in_time_order_across_key_groups_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir, 16 << 20);
+    let mut store = backend.open_store("op", 0, all_groups()).unwrap();
+    let mut timers = TimerService::new(&mut store, "timers").unwrap();
+    assert_eq!(timers.earliest(), None);
+    let mut expected = Vec::new();
+    let mut batch = store.new_batch();
+    for i in 0..3_000i64 {
+        // Times in a scrambled order, negative ones too, some repeated.
+        let time = (i * 7_919) % 2_003 - 1_000;
+        let timer = Timer {
+            time,
+            key_group: (i % 128) as u32,
+            key: format!("key{}", i % 97).into_bytes(),
+            namespace: vec![(i % 3) as u8],
+        };
+        timers.register(&store, &mut batch, &timer).unwrap();
+        expected.push(timer);
+    }
+    store.write(batch).unwrap();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(timers.earliest(), Some(expected[0].time));
+
+    // A timer deleted before it is due never fires.
+    let deleted = expected.remove(10);
+    let mut batch = store.new_batch();
+    timers.delete(&store, &mut batch, &deleted).unwrap();
+    store.write(batch).unwrap();
+
+    let mut fired = Vec::new();
+    loop {
+        let due = timers.pop_due(&store, 0, 37).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        fired.extend(due);
+    }
+    let due_expected: Vec<Timer> = expected.iter().filter(|t| t.time <= 0).cloned().collect();
+    assert_eq!(fired, due_expected, "every due timer once, in (time, key group, key) order");
+    assert!(timers.earliest().is_some_and(|e| e > 0));
+
+    // The rest are still stored: a reopened service finds them.
+    drop(timers);
+    let mut timers = TimerService::new(&mut store, "timers").unwrap();
+    let rest: Vec<Timer> = expected.iter().filter(|t| t.time > 0).cloned().collect();
+    assert_eq!(timers.earliest(), Some(rest[0].time));
+    let mut fired = Vec::new();
+    loop {
+        let due = timers.pop_due(&store, i64::MAX, 1_000).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        fired.extend(due);
+    }
+    assert_eq!(fired, rest);
+    assert_eq!(timers.earliest(), None);
+}
