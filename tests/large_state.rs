@@ -106,7 +106,10 @@ async fn five_million_keys_in_a_64_mib_budget() {
         .window(Tumbling::of(Duration::from_secs(60)))
         .unwrap()
         .memory_limit(32 << 20)
-        .aggregate(vec![count(lit(1)).alias("n"), sum(col("value")).alias("total")])
+        .aggregate(vec![
+            count(lit(1)).alias("n"),
+            sum(col("value")).alias("total"),
+        ])
         .unwrap()
         .collect()
         .unwrap();
@@ -117,9 +120,18 @@ async fn five_million_keys_in_a_64_mib_budget() {
     let mut rows = 0u64;
     within(600, async {
         while let Some(batch) = rx.recv().await {
-            let key = batch.column_by_name("key").unwrap().as_primitive::<Int64Type>();
-            let n = batch.column_by_name("n").unwrap().as_primitive::<Int64Type>();
-            let total = batch.column_by_name("total").unwrap().as_primitive::<Int64Type>();
+            let key = batch
+                .column_by_name("key")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let n = batch
+                .column_by_name("n")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let total = batch
+                .column_by_name("total")
+                .unwrap()
+                .as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
                 let k = key.value(i);
                 assert_eq!(n.value(i), ROUNDS as i64, "count of key {k}");
@@ -141,5 +153,8 @@ async fn five_million_keys_in_a_64_mib_budget() {
         KEYS * ROUNDS,
         started.elapsed().as_secs_f64()
     );
-    assert!(peak < 512, "peak RSS {peak} MiB: state is not bounded by its budget");
+    assert!(
+        peak < 512,
+        "peak RSS {peak} MiB: state is not bounded by its budget"
+    );
 }

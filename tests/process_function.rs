@@ -159,7 +159,11 @@ async fn state_counts_each_key_and_event_timers_fire_once_in_time_order() {
             }
         }
         for (user, n) in &per_user {
-            assert_eq!(counts[user], (1..=*n).collect::<Vec<_>>(), "p={p} user {user}");
+            assert_eq!(
+                counts[user],
+                (1..=*n).collect::<Vec<_>>(),
+                "p={p} user {user}"
+            );
         }
         // Every distinct (user, time) timer fired exactly once.
         let set: BTreeSet<(String, i64)> = fired.iter().cloned().collect();
@@ -167,12 +171,18 @@ async fn state_counts_each_key_and_event_timers_fire_once_in_time_order() {
         assert_eq!(set, timers, "p={p}");
         // In time order: globally at p=1; per user (one subtask each) at p=3.
         if p == 1 {
-            assert!(fired.windows(2).all(|w| w[0].1 <= w[1].1), "timers out of order");
+            assert!(
+                fired.windows(2).all(|w| w[0].1 <= w[1].1),
+                "timers out of order"
+            );
         }
         let mut last: BTreeMap<&str, i64> = BTreeMap::new();
         for (user, time) in &fired {
             let prev = last.insert(user, *time);
-            assert!(prev.is_none_or(|t| t <= *time), "p={p}: {user}'s timers out of order");
+            assert!(
+                prev.is_none_or(|t| t <= *time),
+                "p={p}: {user}'s timers out of order"
+            );
         }
     }
 }
@@ -242,6 +252,10 @@ async fn processing_time_timers_fire_on_the_wall_clock_while_input_is_quiet() {
     assert_eq!(users, BTreeSet::from(["u0", "u1", "u2"]));
     for o in &got {
         assert_eq!(o.kind, "ProcessingTime");
-        assert!((0..1_000).contains(&o.value), "fired {} ms after its time", o.value);
+        assert!(
+            (0..1_000).contains(&o.value),
+            "fired {} ms after its time",
+            o.value
+        );
     }
 }

@@ -469,3 +469,151 @@ async fn without_lateness_every_late_row_reaches_the_side_output() {
         ]
     );
 }
+
+/// Aggregates whose state is not a plain number (avg's count and sum, the
+/// HyperLogLog sketch of approx_distinct, the value set of count distinct),
+/// and a FILTER clause: the window's results, with partials spilled through
+/// RocksDB at parallelism 3, equal DataFusion's batch query over the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_datafusion_aggregate_matches_the_same_query_in_datafusion() {
+    use datafusion::functions_aggregate::expr_fn::count_distinct;
+    use datafusion::logical_expr::ExprFunctionExt;
+    use datafusion::prelude::SessionContext;
+
+    let events = events(8_000, 25, 100, 11);
+    let env = StreamEnvironment::new().with_parallelism(3);
+    let rx = env
+        .source(source(&events, 3, 250, Duration::from_millis(200)))
+        .key_by(&["key"])
+        .unwrap()
+        .window(Tumbling::of(Duration::from_millis(700)))
+        .unwrap()
+        .memory_limit(1)
+        .aggregate(vec![
+            avg(col("value")).alias("mean"),
+            approx_distinct(col("value")).alias("approx"),
+            count_distinct(col("value") % lit(10)).alias("digits"),
+            sum(col("value"))
+                .filter(col("value").gt(lit(0)))
+                .build()
+                .unwrap()
+                .alias("positive"),
+        ])
+        .unwrap()
+        .collect()
+        .unwrap();
+    let job = env.execute().unwrap();
+    let batches = within(120, rx.collect_all()).await;
+    within(30, job.wait()).await.unwrap();
+
+    let ctx = SessionContext::new();
+    ctx.register_batch("events", batch_of(&events)).unwrap();
+    let oracle = ctx
+        .sql(
+            "SELECT key, (ts - ((ts % 700) + 700) % 700) AS window_start, avg(value) AS mean, \
+             approx_distinct(value) AS approx, count(DISTINCT value % 10) AS digits, \
+             sum(value) FILTER (WHERE value > 0) AS positive \
+             FROM events GROUP BY 1, 2",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+
+    type Row = (f64, u64, i64, Option<i64>);
+    let read = |batches: &[RecordBatch], start_is_timestamp: bool| {
+        let mut rows: BTreeMap<(i64, i64), Row> = BTreeMap::new();
+        for b in batches {
+            let key = b.column_by_name("key").unwrap().as_primitive::<Int64Type>();
+            let start = b.column_by_name("window_start").unwrap();
+            let start: Vec<i64> = if start_is_timestamp {
+                start
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            } else {
+                start.as_primitive::<Int64Type>().values().to_vec()
+            };
+            let mean = b
+                .column_by_name("mean")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>();
+            let approx = b
+                .column_by_name("approx")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            let digits = b
+                .column_by_name("digits")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let positive = b
+                .column_by_name("positive")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let positive =
+                    (!arrow::array::Array::is_null(positive, i)).then(|| positive.value(i));
+                let row = (mean.value(i), approx.value(i), digits.value(i), positive);
+                assert!(
+                    rows.insert((key.value(i), start[i]), row).is_none(),
+                    "duplicate window"
+                );
+            }
+        }
+        rows
+    };
+    let got = read(&batches, true);
+    let expected = read(&oracle, false);
+    assert!(expected.len() > 100);
+    assert_eq!(got.len(), expected.len());
+    for (k, e) in &expected {
+        let g = &got[k];
+        assert!(
+            (g.0 - e.0).abs() <= 1e-9 * e.0.abs().max(1.0),
+            "avg of {k:?}: {} vs {}",
+            g.0,
+            e.0
+        );
+        assert_eq!((g.1, g.2, g.3), (e.1, e.2, e.3), "window {k:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_aggregates_are_refused_with_the_expression() {
+    let env = StreamEnvironment::new();
+    let keyed = || {
+        env.source(source(&events(10, 2, 0, 1), 1, 10, Duration::ZERO))
+            .key_by(&["key"])
+            .unwrap()
+    };
+    let unknown = keyed()
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .unwrap()
+        .aggregate(vec![sum(col("price"))])
+        .err()
+        .expect("an unknown column is refused")
+        .to_string();
+    assert!(unknown.contains("price"), "{unknown}");
+    let not_aggregate = keyed()
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .unwrap()
+        .aggregate(vec![col("value")])
+        .err()
+        .expect("a plain column is not an aggregate")
+        .to_string();
+    assert!(not_aggregate.contains("value"), "{not_aggregate}");
+    let bad_hop = keyed()
+        .window(Hopping::of(Duration::from_secs(10), Duration::from_secs(3)))
+        .err()
+        .expect("size not a multiple of slide")
+        .to_string();
+    assert!(bad_hop.contains("whole number of slides"), "{bad_hop}");
+    let unkeyed = env
+        .source(source(&events(10, 2, 0, 1), 1, 10, Duration::ZERO))
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .err()
+        .expect("window needs key_by")
+        .to_string();
+    assert!(unkeyed.contains("key_by"), "{unkeyed}");
+}

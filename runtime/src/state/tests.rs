@@ -304,7 +304,10 @@ fn timers_pop_in_time_order_across_key_groups_and_survive_a_reopen() {
         fired.extend(due);
     }
     let due_expected: Vec<Timer> = expected.iter().filter(|t| t.time <= 0).cloned().collect();
-    assert_eq!(fired, due_expected, "every due timer once, in (time, key group, key) order");
+    assert_eq!(
+        fired, due_expected,
+        "every due timer once, in (time, key group, key) order"
+    );
     assert!(timers.earliest().is_some_and(|e| e > 0));
 
     // The rest are still stored: a reopened service finds them.
