@@ -67,6 +67,22 @@ impl StreamEnvironment {
         self
     }
 
+    /// Takes a checkpoint every `interval` into `dir`, for exactly-once
+    /// results; a job started over a directory with a complete checkpoint
+    /// resumes from the newest one.
+    pub fn with_checkpoints(self, dir: impl Into<std::path::PathBuf>, interval: std::time::Duration) -> Self {
+        self.builder().config.checkpoint = Some(
+            headwater_runtime::checkpoint::CheckpointConfig::new(dir, interval),
+        );
+        self
+    }
+
+    /// Starts from a savepoint (or checkpoint) directory.
+    pub fn from_savepoint(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.builder().config.restore_from = Some(dir.into());
+        self
+    }
+
     /// Names the job (in logs and metrics).
     pub fn with_name(self, name: &str) -> Self {
         self.builder().graph.name = name.to_string();

@@ -29,6 +29,7 @@
 mod data_stream;
 mod env;
 mod error;
+pub mod jobs;
 pub mod typed;
 mod window;
 

@@ -25,6 +25,61 @@ enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+    /// Runs a built-in job.
+    Job {
+        #[command(subcommand)]
+        job: Job,
+        #[command(flatten)]
+        run: RunOptions,
+    },
+}
+
+#[derive(Subcommand)]
+enum Job {
+    /// Per customer and minute, the order events and their amount; per event,
+    /// the customer's running count. Exactly-once with --checkpoint-dir.
+    OrderMetrics {
+        /// JSON lines of order events (`headwater generate orders`).
+        #[arg(long)]
+        input: PathBuf,
+        /// Results go to <output>/windows/ and <output>/counts/.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+/// How a job runs: parallelism, checkpoints, state.
+#[derive(clap::Args)]
+struct RunOptions {
+    #[arg(long, global = true, default_value_t = 2)]
+    parallelism: usize,
+    /// Checkpoints go here; a job started over a complete checkpoint resumes from it.
+    #[arg(long, global = true)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, such as 500ms, 10s or 1m.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    checkpoint_interval: std::time::Duration,
+    /// Starts from this savepoint (or checkpoint) directory.
+    #[arg(long, global = true)]
+    from_savepoint: Option<PathBuf>,
+    /// Where keyed state lives while the job runs (a temporary directory if not set).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s or 1m"))?;
+    Ok(match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        _ => return Err(format!("`{text}`: the unit is one of ms, s, m")),
+    })
 }
 
 #[derive(Subcommand)]
@@ -63,7 +118,38 @@ async fn main() -> anyhow::Result<()> {
                     output,
                 },
         } => generate_orders(orders, seed, duplicate_rate, output).await,
+        Command::Job { job, run } => run_job(job, run).await,
     }
+}
+
+async fn run_job(job: Job, run: RunOptions) -> anyhow::Result<()> {
+    let mut env = StreamEnvironment::new().with_parallelism(run.parallelism);
+    if let Some(dir) = &run.checkpoint_dir {
+        env = env.with_checkpoints(dir, run.checkpoint_interval);
+    }
+    if let Some(dir) = &run.from_savepoint {
+        env = env.from_savepoint(dir);
+    }
+    if let Some(dir) = &run.state_dir {
+        let mut config = env.config();
+        config.state_dir = Some(dir.clone());
+        env = StreamEnvironment::with_config(config);
+    }
+    match job {
+        Job::OrderMetrics { input, output } => {
+            headwater::jobs::order_metrics(&env, &input, &output)?;
+        }
+    }
+    let job = env.execute()?;
+    let stop = job.stop_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let result = job.wait().await?;
+    eprintln!("job finished in {:.2?}", result.duration);
+    Ok(())
 }
 
 async fn generate_orders(

@@ -7,6 +7,11 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
 use crate::channel::Message;
+use crate::checkpoint::Barrier;
+use crate::checkpoint::coordinator::{CheckpointHandle, TaskReport};
+use crate::checkpoint::metadata::SubtaskMetadata;
+use crate::key_groups::KeyGroupRange;
+use std::path::PathBuf;
 use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
 use crate::metrics::Counter;
@@ -62,6 +67,17 @@ pub(crate) struct Chain {
     head_rows_out: Counter,
     ops: Vec<ChainedOperator>,
     router: OutputRouter,
+    checkpoint: Option<CheckpointHandle>,
+}
+
+/// One subtask's state at a barrier, still to be written to checkpoint storage.
+pub(crate) struct PendingState {
+    pub operator: String,
+    pub index: usize,
+    pub key_groups: KeyGroupRange,
+    pub blob: Option<Vec<u8>>,
+    /// A local RocksDB snapshot (hard links) and the store's instance name.
+    pub local: Option<(PathBuf, String)>,
 }
 
 impl Chain {
@@ -72,23 +88,103 @@ impl Chain {
         head_rows_out: Counter,
         ops: Vec<ChainedOperator>,
         router: OutputRouter,
+        checkpoint: Option<CheckpointHandle>,
     ) -> Self {
         Chain {
             head,
             head_rows_out,
             ops,
             router,
+            checkpoint,
         }
     }
 
+    /// Opens every operator, and gives it its state when the job restores a checkpoint.
     pub async fn open(&mut self) -> Result<(), NodeError> {
         for op in &mut self.ops {
+            let failed = |e| NodeError::new(op.node, e);
+            op.operator.open(&mut op.ctx).await.map_err(failed)?;
+            if let Some(plan) = op.ctx.restore.clone() {
+                let s = &op.ctx.subtask;
+                let states = plan
+                    .operator_states(&s.operator, s.index, s.parallelism)
+                    .map_err(|e| failed(e.into()))?;
+                op.operator
+                    .restore_state(states, &mut op.ctx)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkpoint barrier: snapshots every operator of the chain (with `head`,
+    /// a source's position), passes the barrier downstream, then stores the
+    /// snapshots in the background and acknowledges each.
+    pub async fn checkpoint(
+        &mut self,
+        barrier: Barrier,
+        head: Option<PendingState>,
+    ) -> Result<(), NodeError> {
+        let Some(handle) = self.checkpoint.clone() else {
+            return Err(NodeError::new(
+                self.head,
+                "a checkpoint barrier in a job without checkpoints".into(),
+            ));
+        };
+        let mut pending: Vec<PendingState> = head.into_iter().collect();
+        for op in &mut self.ops {
+            let failed = |e| NodeError::new(op.node, e);
+            let blob = op
+                .operator
+                .snapshot_state(barrier.id, &mut op.ctx)
+                .await
+                .map_err(failed)?;
+            let local = match &op.ctx.store {
+                Some(store) => {
+                    let dir = store
+                        .path()
+                        .with_extension(format!("snapshot-{}", barrier.id));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    store
+                        .snapshot_to(&dir)
+                        .map_err(|e| failed(e.into()))?;
+                    Some((dir, store.instance().to_string()))
+                }
+                None => None,
+            };
+            let s = &op.ctx.subtask;
+            pending.push(PendingState {
+                operator: s.operator.clone(),
+                index: s.index,
+                key_groups: s.key_groups,
+                blob,
+                local,
+            });
+        }
+        let tail = self.ops.last().map_or(self.head, |o| o.node);
+        self.router
+            .broadcast(Message::Barrier(barrier))
+            .await
+            .map_err(|e| NodeError::new(tail, e.into()))?;
+        tokio::task::spawn_blocking(move || store_snapshots(&handle, barrier, pending));
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete: every operator commits.
+    pub async fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), NodeError> {
+        for op in &mut self.ops {
             op.operator
-                .open(&mut op.ctx)
+                .notify_checkpoint_complete(id, &mut op.ctx)
                 .await
                 .map_err(|e| NodeError::new(op.node, e))?;
         }
         Ok(())
+    }
+
+    /// The checkpoint handle, if the job takes checkpoints.
+    pub fn checkpoint_handle(&self) -> Option<&CheckpointHandle> {
+        self.checkpoint.as_ref()
     }
 
     /// Pushes a batch into the first operator (operator task) or from the head
@@ -266,5 +362,57 @@ impl Collector for ChainCollector<'_> {
             .send_data(self.from, Some(output), batch)
             .await
             .map_err(|e| Box::new(NodeError::new(self.from, e.into())) as BoxError)
+    }
+}
+
+/// Writes snapshots to checkpoint storage and acknowledges each (off the task).
+fn store_snapshots(handle: &CheckpointHandle, barrier: Barrier, pending: Vec<PendingState>) {
+    let storage = &handle.storage;
+    for p in pending {
+        let result = (|| -> Result<SubtaskMetadata, crate::error::RuntimeError> {
+            let operator_state = match &p.blob {
+                Some(bytes) => Some(storage.write_operator_state(
+                    barrier.id,
+                    barrier.savepoint,
+                    &p.operator,
+                    p.index,
+                    bytes,
+                )?),
+                None => None,
+            };
+            let keyed_state = match &p.local {
+                Some((dir, instance)) => {
+                    let files = storage.upload_store(
+                        barrier.id,
+                        barrier.savepoint,
+                        &p.operator,
+                        p.index,
+                        instance,
+                        dir,
+                    );
+                    let _ = std::fs::remove_dir_all(dir);
+                    Some(files?)
+                }
+                None => None,
+            };
+            Ok(SubtaskMetadata {
+                index: p.index,
+                key_groups: (p.key_groups.start, p.key_groups.end),
+                operator_state,
+                keyed_state,
+            })
+        })();
+        let report = match result {
+            Ok(state) => TaskReport::Ack {
+                checkpoint: barrier.id,
+                operator: p.operator,
+                state,
+            },
+            Err(e) => TaskReport::Declined {
+                checkpoint: barrier.id,
+                reason: format!("{} subtask {}: {e}", p.operator, p.index),
+            },
+        };
+        let _ = handle.reports.send(report);
     }
 }

@@ -10,6 +10,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 use crate::error::RuntimeError;
+use crate::checkpoint::Barrier;
 use crate::time::Watermark;
 
 /// What flows on a channel.
@@ -17,6 +18,8 @@ use crate::time::Watermark;
 pub enum Message {
     Data(RecordBatch),
     Watermark(Watermark),
+    /// Everything before belongs to checkpoint `id`, everything after to the next.
+    Barrier(Barrier),
     /// The sender will send nothing more.
     EndOfStream,
 }
@@ -42,6 +45,8 @@ pub struct InputChannel {
 pub struct InputGate {
     channels: Vec<InputChannel>,
     finished: Vec<bool>,
+    /// Channels that delivered a checkpoint barrier the others have not yet.
+    blocked: Vec<bool>,
     remaining: usize,
     next: usize,
 }
@@ -52,6 +57,7 @@ impl InputGate {
         InputGate {
             channels,
             finished: vec![false; n],
+            blocked: vec![false; n],
             remaining: n,
             next: 0,
         }
@@ -59,6 +65,20 @@ impl InputGate {
 
     pub fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// Stops reading `channel` until [`InputGate::unblock_all`] (barrier alignment).
+    pub fn block(&mut self, channel: usize) {
+        self.blocked[channel] = true;
+    }
+
+    pub fn unblock_all(&mut self) {
+        self.blocked.fill(false);
+    }
+
+    /// Channels that have not ended.
+    pub fn open_channels(&self) -> usize {
+        self.remaining
     }
 
     /// The operator input of channel `channel`.
@@ -77,7 +97,7 @@ impl InputGate {
             let n = self.channels.len();
             for k in 0..n {
                 let i = (self.next + k) % n;
-                if self.finished[i] {
+                if self.finished[i] || self.blocked[i] {
                     continue;
                 }
                 match self.channels[i].receiver.poll_recv(cx) {

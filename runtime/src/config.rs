@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::key_groups::DEFAULT_MAX_PARALLELISM;
 
 /// Settings of one job. The defaults suit a laptop and a test alike.
@@ -23,6 +24,11 @@ pub struct JobConfig {
     /// Memory for keyed state: the block cache and memtables of every RocksDB
     /// instance of the job together.
     pub state_memory_limit: usize,
+    /// Periodic checkpoints, for exactly-once results and recovery; none if `None`.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// A checkpoint or savepoint directory to start from. Without it, a job
+    /// with checkpoints resumes from the newest complete one in its directory.
+    pub restore_from: Option<PathBuf>,
 }
 
 impl Default for JobConfig {
@@ -34,6 +40,8 @@ impl Default for JobConfig {
             idle_timeout: Duration::from_secs(5),
             state_dir: None,
             state_memory_limit: 256 << 20,
+            checkpoint: None,
+            restore_from: None,
         }
     }
 }

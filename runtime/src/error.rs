@@ -21,6 +21,9 @@ pub enum RuntimeError {
     /// never the cause the job reports.
     #[error("a downstream task stopped receiving")]
     ChannelClosed,
+    /// Writing, reading or restoring a checkpoint failed; the message names the file.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// An invariant broke: this is a Headwater bug.
     #[error("internal error (a Headwater bug): {0}")]
     Internal(String),

@@ -9,10 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, ChainedOperator, NodeError};
+use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, SavepointRequest};
+use crate::checkpoint::{Barrier, CheckpointStorage, RestorePlan};
 use crate::channel::{InputChannel, InputGate, channel};
 use crate::config::JobConfig;
 use crate::error::{JobError, RuntimeError};
@@ -42,6 +47,7 @@ pub struct JobHandle {
     cancel: CancellationToken,
     metrics: JobMetrics,
     supervisor: tokio::task::JoinHandle<Result<JobResult, JobError>>,
+    savepoints: Option<mpsc::Sender<SavepointRequest>>,
 }
 
 impl JobHandle {
@@ -63,6 +69,46 @@ impl JobHandle {
     /// Aborts every task now. [`JobHandle::wait`] returns [`JobError::Cancelled`].
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Takes a savepoint: a checkpoint kept until you remove it. Returns its directory.
+    pub async fn trigger_savepoint(&self) -> Result<PathBuf, JobError> {
+        let Some(savepoints) = &self.savepoints else {
+            return Err(RuntimeError::Checkpoint(
+                "savepoints need checkpoints: set JobConfig::checkpoint".into(),
+            )
+            .into());
+        };
+        let (reply, answer) = oneshot::channel();
+        savepoints
+            .send(reply)
+            .await
+            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?;
+        answer
+            .await
+            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?
+            .map_err(|e| RuntimeError::Checkpoint(e).into())
+    }
+
+    /// Stops the job with a savepoint: the sources stop, and the job's last
+    /// checkpoint, taken as they do, is kept as a savepoint. Returns its directory.
+    pub async fn stop_with_savepoint(&self) -> Result<PathBuf, JobError> {
+        let Some(savepoints) = &self.savepoints else {
+            return Err(RuntimeError::Checkpoint(
+                "savepoints need checkpoints: set JobConfig::checkpoint".into(),
+            )
+            .into());
+        };
+        let (reply, answer) = oneshot::channel();
+        savepoints
+            .send(reply)
+            .await
+            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?;
+        self.stop.cancel();
+        answer
+            .await
+            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?
+            .map_err(|e| RuntimeError::Checkpoint(e).into())
     }
 
     /// Counters of every operator, now.
@@ -99,7 +145,51 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
         config.state_dir.clone(),
         config.state_memory_limit,
     ));
-    let tasks = build_tasks(&graph, &plan, &config, &metrics, &stop, &job_state)?;
+    let restore = restore_plan(&config)?;
+    let mut checkpoints = None;
+    let mut coordinator = None;
+    let mut savepoints = None;
+    if let Some(cp) = &config.checkpoint {
+        let storage = Arc::new(CheckpointStorage::new(&cp.dir)?);
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let restored = restore.as_ref().map_or(0, |p| p.id());
+        let (completed_tx, completed) = watch::channel(restored);
+        let (savepoint_tx, savepoint_rx) = mpsc::channel(4);
+        savepoints = Some(savepoint_tx);
+        checkpoints = Some(CheckpointHandle {
+            reports: reports_tx,
+            storage: storage.clone(),
+            completed,
+        });
+        coordinator = Some(Coordinator {
+            config: cp.clone(),
+            next_id: storage.last_id().max(restored) + 1,
+            storage,
+            triggers: Vec::new(),
+            reports,
+            operators: graph
+                .nodes()
+                .iter()
+                .map(|n| (n.name.clone(), n.parallelism))
+                .collect(),
+            max_parallelism: config.max_parallelism,
+            completed: completed_tx,
+            savepoints: savepoint_rx,
+        });
+    }
+    let run_id = run_id();
+    let context = TaskContext {
+        checkpoints,
+        restore: restore.map(Arc::new),
+        run_id,
+    };
+    let (tasks, triggers) =
+        build_tasks(&graph, &plan, &config, &metrics, &stop, &job_state, &context)?;
+    let coordinator_stop = CancellationToken::new();
+    if let Some(mut c) = coordinator {
+        c.triggers = triggers;
+        tokio::spawn(c.run(coordinator_stop.clone()));
+    }
 
     let mut set = JoinSet::new();
     let mut who = HashMap::new();
@@ -112,20 +202,21 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
         who.insert(handle.id(), (node, subtask));
     }
     let name = graph.name.clone();
-    let supervisor = tokio::spawn(supervise(
-        set,
-        who,
-        graph,
-        metrics.clone(),
-        stop.clone(),
-        cancel.clone(),
-    ));
+    let supervisor = tokio::spawn({
+        let run = supervise(set, who, graph, metrics.clone(), stop.clone(), cancel.clone());
+        async move {
+            let result = run.await;
+            coordinator_stop.cancel();
+            result
+        }
+    });
     Ok(JobHandle {
         name,
         stop,
         cancel,
         metrics,
         supervisor,
+        savepoints,
     })
 }
 
@@ -140,6 +231,48 @@ struct Task {
     kind: TaskKind,
 }
 
+/// What every task of one run of the job shares about checkpoints.
+struct TaskContext {
+    checkpoints: Option<CheckpointHandle>,
+    restore: Option<Arc<RestorePlan>>,
+    run_id: u64,
+}
+
+/// The checkpoint to start from: the one named, or the newest complete one
+/// in the checkpoint directory (older ones are tried when it is damaged).
+fn restore_plan(config: &JobConfig) -> Result<Option<RestorePlan>, JobError> {
+    let plan = if let Some(dir) = &config.restore_from {
+        Some(RestorePlan::load(dir)?)
+    } else if let Some(cp) = &config.checkpoint {
+        let storage = CheckpointStorage::new(&cp.dir)?;
+        storage.latest().map(|(dir, metadata)| RestorePlan {
+            storage: CheckpointStorage::of_checkpoint(&dir).expect("a checkpoint has a parent"),
+            metadata,
+        })
+    } else {
+        None
+    };
+    if let Some(plan) = &plan {
+        plan.check(config.max_parallelism)?;
+        tracing::info!(
+            checkpoint = plan.id(),
+            "restoring from {}",
+            plan.storage
+                .checkpoint_dir(plan.id(), plan.metadata.savepoint)
+                .display()
+        );
+    }
+    Ok(plan)
+}
+
+fn run_id() -> u64 {
+    xxhash_rust::xxh3::xxh3_64(
+        format!("{}-{:?}", std::process::id(), std::time::SystemTime::now()).as_bytes(),
+    )
+}
+
+type Triggers = Vec<mpsc::Sender<Barrier>>;
+
 fn build_tasks(
     graph: &JobGraph,
     plan: &PhysicalPlan,
@@ -147,7 +280,9 @@ fn build_tasks(
     metrics: &JobMetrics,
     stop: &CancellationToken,
     job_state: &Arc<JobState>,
-) -> Result<Vec<Task>, JobError> {
+    shared: &TaskContext,
+) -> Result<(Vec<Task>, Triggers), JobError> {
+    let mut triggers = Vec::new();
     // Channels for every edge between chains: routes on the sending side,
     // input channels on the receiving side, keyed by (chain, subtask).
     let mut routes: HashMap<(usize, usize), Vec<Route>> = HashMap::new();
@@ -214,6 +349,9 @@ fn build_tasks(
                 metrics: metrics.operator(&graph.node(node).name),
                 job_state: job_state.clone(),
                 store: None,
+                checkpointing: shared.checkpoints.is_some(),
+                run_id: shared.run_id,
+                restore: shared.restore.clone(),
             };
             let operator_nodes = if head.is_source() {
                 &chain_plan.nodes[1..]
@@ -236,7 +374,13 @@ fn build_tasks(
             let router =
                 OutputRouter::new(routes.remove(&(c, subtask)).unwrap_or_default(), unrouted);
             let head_rows_out = metrics.operator(&head.name).rows_out.clone();
-            let chain = Chain::new(head.id, head_rows_out, ops, router);
+            let chain = Chain::new(
+                head.id,
+                head_rows_out,
+                ops,
+                router,
+                shared.checkpoints.clone(),
+            );
             let kind = match &head.kind {
                 NodeKind::Source {
                     factory,
@@ -249,6 +393,11 @@ fn build_tasks(
                     idle_timeout: config.idle_timeout,
                     chain,
                     stop: stop.clone(),
+                    barriers: shared.checkpoints.as_ref().map(|_| {
+                        let (tx, rx) = mpsc::channel(4);
+                        triggers.push(tx);
+                        rx
+                    }),
                 }),
                 NodeKind::Operator { .. } => TaskKind::Operator(OperatorTask {
                     gate: InputGate::new(inputs.remove(&(c, subtask)).unwrap_or_default()),
@@ -262,7 +411,7 @@ fn build_tasks(
             });
         }
     }
-    Ok(tasks)
+    Ok((tasks, triggers))
 }
 
 async fn supervise(

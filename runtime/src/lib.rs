@@ -13,6 +13,7 @@
 
 mod chain;
 pub mod channel;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod graph;

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::error::BoxError;
 use crate::key_groups::KeyGroupRange;
 use crate::metrics::OperatorMetrics;
+use crate::checkpoint::RestorePlan;
 use crate::state::{JobState, KeyedStateStore, StateError};
 use crate::time::EventTime;
 
@@ -57,9 +58,15 @@ pub struct OperatorContext {
     /// The watermark this operator has seen last.
     pub current_watermark: Option<EventTime>,
     pub metrics: Arc<OperatorMetrics>,
+    /// Set when the job takes checkpoints: results must then be committed
+    /// only for complete checkpoints.
+    pub checkpointing: bool,
+    /// Different in every run of the job (each start and restart).
+    pub run_id: u64,
     // The store is dropped (closed) before the job state it lives in.
     pub(crate) store: Option<KeyedStateStore>,
     pub(crate) job_state: Arc<JobState>,
+    pub(crate) restore: Option<Arc<RestorePlan>>,
 }
 
 impl OperatorContext {
@@ -68,10 +75,19 @@ impl OperatorContext {
     pub fn keyed_state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
         if self.store.is_none() {
             let s = &self.subtask;
-            self.store = Some(
+            // With checkpoints, a store starts from the restored checkpoint
+            // (or empty), never from what a crashed run left in the directory.
+            self.store = Some(if self.checkpointing {
+                self.job_state.restore_store(
+                    &s.operator,
+                    s.index,
+                    s.key_groups,
+                    self.restore.as_deref(),
+                )?
+            } else {
                 self.job_state
-                    .open_store(&s.operator, s.index, s.key_groups)?,
-            );
+                    .open_store(&s.operator, s.index, s.key_groups)?
+            });
         }
         Ok(self.store.as_mut().expect("opened above"))
     }
@@ -128,6 +144,37 @@ pub trait Operator: Send + 'static {
         _now: i64,
         _ctx: &mut OperatorContext,
         _out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier has reached this operator: return what it must
+    /// keep that is not in keyed state (positions, buffers, files to commit),
+    /// and pre-commit output. Keyed state is snapshotted by the runtime after.
+    async fn snapshot_state(
+        &mut self,
+        _checkpoint: u64,
+        _ctx: &mut OperatorContext,
+    ) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
+    }
+
+    /// Called after `open` when the job restores a checkpoint, with the
+    /// states [`Operator::snapshot_state`] returned: this subtask's, or every
+    /// old subtask's when the parallelism changed.
+    async fn restore_state(
+        &mut self,
+        _states: Vec<Vec<u8>>,
+        _ctx: &mut OperatorContext,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` is complete: commit what was pre-committed for it.
+    async fn notify_checkpoint_complete(
+        &mut self,
+        _checkpoint: u64,
+        _ctx: &mut OperatorContext,
     ) -> Result<(), BoxError> {
         Ok(())
     }

@@ -39,6 +39,19 @@ pub trait Source: Send + 'static {
 
     /// The next batch. Waits if there is none yet. Must be cancel-safe.
     async fn next(&mut self, ctx: &mut OperatorContext) -> Result<SourcePoll, BoxError>;
+
+    /// The source's position, at a checkpoint barrier: everything returned by
+    /// `next` so far is before it. `None` if the source cannot resume.
+    async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
+    }
+
+    /// Resumes from positions [`Source::snapshot_state`] returned (this
+    /// subtask's, or every old subtask's when the parallelism changed).
+    /// Called after `open`, before `next`.
+    async fn restore_state(&mut self, _states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Where a source's event time comes from.

@@ -9,7 +9,10 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{Chain, NodeError};
+use crate::chain::{Chain, NodeError, PendingState};
+use crate::checkpoint::Barrier;
+use crate::checkpoint::coordinator::TaskReport;
+use tokio::sync::{mpsc, watch};
 use crate::channel::{InputGate, Message};
 use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
@@ -27,13 +30,40 @@ pub(crate) struct SourceTask {
     pub idle_timeout: Duration,
     pub chain: Chain,
     pub stop: CancellationToken,
+    /// Checkpoint barriers from the coordinator, if the job takes checkpoints.
+    pub barriers: Option<mpsc::Receiver<Barrier>>,
 }
 
 impl SourceTask {
+    /// Snapshots the source's position and the chain after it.
+    async fn checkpoint(&mut self, barrier: Barrier) -> Result<(), NodeError> {
+        let blob = self
+            .source
+            .snapshot_state()
+            .await
+            .map_err(|e| NodeError::new(self.node, e))?;
+        let s = &self.ctx.subtask;
+        let head = PendingState {
+            operator: s.operator.clone(),
+            index: s.index,
+            key_groups: s.key_groups,
+            blob,
+            local: None,
+        };
+        self.chain.checkpoint(barrier, Some(head)).await
+    }
+
     pub async fn run(mut self) -> Result<(), NodeError> {
         let node = self.node;
         let at = |e: BoxError| NodeError::new(node, e);
         self.source.open(&mut self.ctx).await.map_err(at)?;
+        if let Some(plan) = self.ctx.restore.clone() {
+            let s = &self.ctx.subtask;
+            let states = plan
+                .operator_states(&s.operator, s.index, s.parallelism)
+                .map_err(|e| at(e.into()))?;
+            self.source.restore_state(states).await.map_err(at)?;
+        }
         self.chain.open().await?;
         let assigner = EventTimeAssigner::new(&self.event_time);
         let mut watermarks = match &self.event_time {
@@ -46,11 +76,16 @@ impl SourceTask {
         let mut emitted: Option<EventTime> = None;
         let mut idle = false;
         let mut idle_deadline = Instant::now() + self.idle_timeout;
+        let mut barriers = self.barriers.take();
 
         let finished = loop {
             let poll = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break false,
+                barrier = next_barrier(&mut barriers) => {
+                    self.checkpoint(barrier).await?;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(idle_deadline), if !idle => {
                     idle = true;
                     self.chain.watermark(Watermark::Idle).await?;
@@ -94,7 +129,31 @@ impl SourceTask {
                 .watermark(Watermark::EventTime(EventTime::MAX))
                 .await?;
         }
+        if let Some(handle) = self.chain.checkpoint_handle() {
+            // The job's last checkpoint covers everything this source read:
+            // take part in checkpoints until it comes.
+            let _ = handle.reports.send(TaskReport::SourceFinished);
+            loop {
+                let Some(rx) = barriers.as_mut() else { break };
+                let Some(barrier) = rx.recv().await else { break };
+                self.checkpoint(barrier).await?;
+                if barrier.last {
+                    break;
+                }
+            }
+        }
         self.chain.end_of_input().await
+    }
+}
+
+/// The next barrier from the coordinator; never, if the job takes no checkpoints.
+async fn next_barrier(barriers: &mut Option<mpsc::Receiver<Barrier>>) -> Barrier {
+    match barriers {
+        Some(rx) => match rx.recv().await {
+            Some(b) => b,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -104,17 +163,48 @@ pub(crate) struct OperatorTask {
     pub chain: Chain,
 }
 
+/// A barrier being aligned: the channels that have delivered it are blocked.
+struct Alignment {
+    barrier: Barrier,
+    arrived: usize,
+}
+
 impl OperatorTask {
     pub async fn run(mut self, head: NodeId) -> Result<(), NodeError> {
         self.chain.open().await?;
         let mut watermarks = InputWatermarks::new(self.gate.channel_count());
+        let mut completed = self.chain.checkpoint_handle().map(|h| h.completed.clone());
+        let mut notified = completed.as_ref().map_or(0, |c| *c.borrow());
+        let mut alignment: Option<Alignment> = None;
+        let mut last_checkpoint: Option<u64> = None;
         loop {
             let next = match self.chain.next_processing_time() {
-                None => self.gate.next().await,
+                None => {
+                    tokio::select! {
+                        biased;
+                        // Commits first: a busy input must not hold them back.
+                        id = checkpoint_completed(&mut completed) => {
+                            if id > notified {
+                                notified = id;
+                                self.chain.notify_checkpoint_complete(id).await?;
+                            }
+                            continue;
+                        }
+                        next = self.gate.next() => next,
+                    }
+                }
                 Some(at) => {
                     let wait = std::time::Duration::from_millis((at - now_ms()).max(0) as u64);
                     tokio::select! {
                         biased;
+                        // Commits first: a busy input must not hold them back.
+                        id = checkpoint_completed(&mut completed) => {
+                            if id > notified {
+                                notified = id;
+                                self.chain.notify_checkpoint_complete(id).await?;
+                            }
+                            continue;
+                        }
                         next = self.gate.next() => next,
                         () = tokio::time::sleep(wait) => {
                             self.chain.processing_time(now_ms()).await?;
@@ -135,13 +225,58 @@ impl OperatorTask {
                     None
                 }
                 Message::Watermark(w) => watermarks.on_watermark(channel, w),
+                Message::Barrier(barrier) => {
+                    self.gate.block(channel);
+                    let a = alignment.get_or_insert(Alignment { barrier, arrived: 0 });
+                    if a.barrier.id != barrier.id {
+                        // An abandoned checkpoint's barrier is superseded.
+                        *a = Alignment { barrier, arrived: 0 };
+                    }
+                    a.arrived += 1;
+                    None
+                }
                 Message::EndOfStream => watermarks.on_end_of_input(channel),
             };
             if let Some(w) = forward {
                 self.chain.watermark(w).await?;
             }
+            // Aligned once every channel still open has delivered the barrier.
+            if let Some(a) = &alignment
+                && a.arrived >= self.gate.open_channels()
+            {
+                let barrier = a.barrier;
+                alignment = None;
+                self.chain.checkpoint(barrier, None).await?;
+                self.gate.unblock_all();
+                if barrier.last {
+                    last_checkpoint = Some(barrier.id);
+                }
+            }
+        }
+        // Results are committed by the last checkpoint: end once it is complete.
+        if let (Some(id), Some(completed)) = (last_checkpoint, completed.as_mut()) {
+            while *completed.borrow() < id {
+                if completed.changed().await.is_err() {
+                    break;
+                }
+            }
+            let done = *completed.borrow();
+            if done >= id && done > notified {
+                self.chain.notify_checkpoint_complete(done).await?;
+            }
         }
         self.chain.end_of_input().await
+    }
+}
+
+/// The id of a newly complete checkpoint; never, without checkpoints.
+async fn checkpoint_completed(completed: &mut Option<watch::Receiver<u64>>) -> u64 {
+    match completed {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => *rx.borrow_and_update(),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

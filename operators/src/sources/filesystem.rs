@@ -105,7 +105,11 @@ impl SourceSpec for FileSource {
             let decoder = spec.format.decoder(spec.schema.clone(), spec.batch_size)?;
             Ok(Box::new(FileReader {
                 spec: spec.clone(),
+                all_splits: splits.clone(),
                 splits: splits.into(),
+                split_index: 0,
+                position: ChunkPosition::default(),
+                skip: None,
                 current: None,
                 decoder,
                 ready: VecDeque::new(),
@@ -116,10 +120,38 @@ impl SourceSpec for FileSource {
     }
 }
 
+/// Where a reader stands, for checkpoints: in split `split` (of the
+/// subtask's splits), the chunk of lines starting at byte `offset` has given
+/// `rows` rows so far (and its dead letters, if `dead_letters_sent`).
+/// Decoding is deterministic, so re-reading that chunk and skipping `rows`
+/// rows resumes exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ChunkPosition {
+    split: usize,
+    /// `None`: the split's start.
+    offset: Option<u64>,
+    rows: u64,
+    dead_letters_sent: bool,
+}
+
+/// What a checkpoint keeps of a file reader.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FilePosition {
+    /// The subtask's splits, to check the input has not changed.
+    splits: Vec<(PathBuf, u64, u64)>,
+    position: ChunkPosition,
+}
+
 /// One subtask's reader: its splits, one after another.
 struct FileReader {
     spec: FileSource,
+    all_splits: Vec<FileSplit>,
     splits: VecDeque<FileSplit>,
+    /// The index in `all_splits` of the split being read.
+    split_index: usize,
+    position: ChunkPosition,
+    /// After a restore: rows (and dead letters) of the first chunk already sent.
+    skip: Option<(u64, bool)>,
     current: Option<SplitReader>,
     decoder: Box<dyn LineDecoder>,
     ready: VecDeque<RecordBatch>,
@@ -142,24 +174,35 @@ impl Source for FileReader {
         loop {
             if !self.dead_letters.is_empty() {
                 let batch = dead_letters_batch(&std::mem::take(&mut self.dead_letters))?;
+                self.position.dead_letters_sent = true;
                 return Ok(SourcePoll::Side {
                     output: DEAD_LETTER_OUTPUT.into(),
                     batch,
                 });
             }
             if let Some(batch) = self.ready.pop_front() {
+                self.position.rows += batch.num_rows() as u64;
                 return Ok(SourcePoll::Batch(batch));
             }
             if self.current.is_none() {
                 match self.splits.pop_front() {
                     Some(split) => {
-                        self.current =
-                            Some(SplitReader::open(split, self.spec.format.has_header())?)
+                        let at = self.position.offset.filter(|_| self.position.split == self.split_index);
+                        self.current = Some(match at {
+                            Some(offset) => SplitReader::open_at(split, offset)?,
+                            None => SplitReader::open(split, self.spec.format.has_header())?,
+                        });
                     }
                     None => return Ok(SourcePoll::Finished),
                 }
             }
             let reader = self.current.as_mut().expect("set above");
+            self.position = ChunkPosition {
+                split: self.split_index,
+                offset: Some(reader.buf_offset),
+                rows: 0,
+                dead_letters_sent: false,
+            };
             let mut bad = Vec::new();
             let mut batches = Vec::new();
             let more = reader.read_chunk(|chunk| {
@@ -179,14 +222,96 @@ impl Source for FileReader {
             if !bad.is_empty() {
                 self.handle_bad_lines(bad)?;
             }
+            if let Some((rows, dead_letters_sent)) = self.skip.take() {
+                self.skip_sent(rows, dead_letters_sent);
+            }
             if !more {
                 self.current = None;
+                self.split_index += 1;
             }
         }
+    }
+
+    async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let mut position = self.position;
+        if self.ready.is_empty() && self.dead_letters.is_empty() {
+            // The chunk is done: resume after it.
+            position = match &self.current {
+                Some(reader) => ChunkPosition {
+                    split: self.split_index,
+                    offset: Some(reader.buf_offset),
+                    ..Default::default()
+                },
+                None => ChunkPosition {
+                    split: self.split_index,
+                    ..Default::default()
+                },
+            };
+        }
+        let state = FilePosition {
+            splits: self
+                .all_splits
+                .iter()
+                .map(|s| (s.path.clone(), s.start, s.end))
+                .collect(),
+            position,
+        };
+        Ok(Some(postcard::to_stdvec(&state)?))
+    }
+
+    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        let [state] = &states[..] else {
+            return Err(format!(
+                "the file source restores at the parallelism it was checkpointed at ({} positions for one subtask)",
+                states.len()
+            )
+            .into());
+        };
+        let state: FilePosition = postcard::from_bytes(state)
+            .map_err(|e| format!("a stored file position does not decode: {e}"))?;
+        let splits: Vec<(PathBuf, u64, u64)> = self
+            .all_splits
+            .iter()
+            .map(|s| (s.path.clone(), s.start, s.end))
+            .collect();
+        if splits != state.splits {
+            return Err(format!(
+                "the input under {} changed since the checkpoint (files or sizes differ)",
+                self.spec.path.display()
+            )
+            .into());
+        }
+        let p = state.position;
+        self.split_index = p.split;
+        self.splits = self.all_splits.iter().skip(p.split).cloned().collect();
+        self.position = p;
+        if p.rows > 0 || p.dead_letters_sent {
+            self.skip = Some((p.rows, p.dead_letters_sent));
+        }
+        Ok(())
     }
 }
 
 impl FileReader {
+    /// Drops what was sent before the checkpoint from the first chunk read after a restore.
+    fn skip_sent(&mut self, mut rows: u64, dead_letters_sent: bool) {
+        if dead_letters_sent {
+            self.dead_letters.clear();
+        }
+        self.position.rows = rows;
+        self.position.dead_letters_sent = dead_letters_sent;
+        while rows > 0 {
+            let Some(batch) = self.ready.pop_front() else { break };
+            let n = batch.num_rows() as u64;
+            if n <= rows {
+                rows -= n;
+            } else {
+                self.ready.push_front(batch.slice(rows as usize, (n - rows) as usize));
+                rows = 0;
+            }
+        }
+    }
+
     fn handle_bad_lines(&mut self, bad: Vec<(u64, Vec<u8>, String)>) -> Result<(), OperatorError> {
         let reader = self
             .current
@@ -264,6 +389,21 @@ impl SplitReader {
             done: first >= split.end,
             file,
             buf_offset: first,
+            buf: Vec::new(),
+            eof: false,
+            split,
+            lines,
+        })
+    }
+
+    /// Opens `split` at `offset`, the start of a line within it (a restored position).
+    fn open_at(split: FileSplit, offset: u64) -> Result<Self, OperatorError> {
+        let file = File::open(&split.path).map_err(|e| OperatorError::io(&split.path, e))?;
+        let lines = LineCounter::new(split.path.clone());
+        Ok(SplitReader {
+            done: offset >= split.end,
+            file,
+            buf_offset: offset,
             buf: Vec::new(),
             eof: false,
             split,

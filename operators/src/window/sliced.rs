@@ -509,6 +509,55 @@ impl Operator for SlicedWindowOperator {
         Ok(())
     }
 
+    /// At a barrier every partial goes to RocksDB, so the keyed-state
+    /// snapshot holds them all; the operator's own state is how far it fired.
+    async fn snapshot_state(
+        &mut self,
+        _checkpoint: u64,
+        ctx: &mut OperatorContext,
+    ) -> Result<Option<Vec<u8>>, BoxError> {
+        let store = ctx.keyed_state()?;
+        self.spill_all(store)?;
+        Ok(Some(postcard::to_stdvec(&(self.fired_until, self.spill_sequence))?))
+    }
+
+    async fn restore_state(
+        &mut self,
+        states: Vec<Vec<u8>>,
+        ctx: &mut OperatorContext,
+    ) -> Result<(), BoxError> {
+        for (i, state) in states.iter().enumerate() {
+            let (fired_until, sequence): (i64, u64) = postcard::from_bytes(state)
+                .map_err(|e| format!("a window's stored state does not decode: {e}"))?;
+            // After a change of parallelism, subtasks that fired less decide:
+            // a window is never lost (it may fire once more).
+            self.fired_until = if i == 0 {
+                fired_until
+            } else {
+                self.fired_until.min(fired_until)
+            };
+            self.spill_sequence = self.spill_sequence.max(sequence);
+        }
+        self.spill_sequence += 1;
+        // Which slices have partials: one seek per slice and key group.
+        let store = ctx.keyed_state()?;
+        let partials = self.partials.clone().expect("opened");
+        for key_group in store.key_groups().as_range() {
+            let mut from = Vec::new();
+            while let Some((sort_key, _)) = partials.first_from(store, key_group, &from)? {
+                let slice = headwater_runtime::state::i64_from_order_preserving(u64::from_be_bytes(
+                    sort_key[..8].try_into()?,
+                ));
+                self.spilled.insert(slice);
+                if slice == i64::MAX {
+                    break;
+                }
+                from = order_preserving(slice + 1).to_be_bytes().to_vec();
+            }
+        }
+        Ok(())
+    }
+
     async fn on_watermark(
         &mut self,
         watermark: EventTime,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::checkpoint::RestorePlan;
+
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
 
 use super::codec::{is_expired, now_ms};
@@ -86,12 +88,56 @@ impl StateBackend {
         subtask: usize,
         key_groups: KeyGroupRange,
     ) -> Result<KeyedStateStore, StateError> {
-        let path = self
-            .config
+        KeyedStateStore::open(self.store_path(operator, subtask), &self.options(), key_groups)
+    }
+
+    fn store_path(&self, operator: &str, subtask: usize) -> PathBuf {
+        self.config
             .dir
             .join(sanitize(operator))
-            .join(format!("subtask-{subtask}"));
-        KeyedStateStore::open(path, &self.options(), key_groups)
+            .join(format!("subtask-{subtask}"))
+    }
+
+    /// Opens the store of one subtask with the state a checkpoint holds for
+    /// its key groups (none if `plan` is `None`), replacing whatever the
+    /// directory held. The one old part that covers the key groups is used
+    /// as it is (trimmed if it covers more); several parts are merged.
+    pub fn restore_store(
+        &self,
+        operator: &str,
+        subtask: usize,
+        key_groups: KeyGroupRange,
+        plan: Option<&RestorePlan>,
+    ) -> Result<KeyedStateStore, StateError> {
+        let path = self.store_path(operator, subtask);
+        let failed = |e: crate::error::RuntimeError| StateError::Config(e.to_string());
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| {
+                StateError::Config(format!("cannot clear {}: {e}", path.display()))
+            })?;
+        }
+        let parts = plan.map(|p| p.store_parts(operator, key_groups)).unwrap_or_default();
+        if let ([(old, files)], Some(plan)) = (&parts[..], plan)
+            && old.start <= key_groups.start
+            && key_groups.end <= old.end
+        {
+            plan.storage.materialize(files, &path).map_err(failed)?;
+            let mut store = KeyedStateStore::open(path, &self.options(), *old)?;
+            if *old != key_groups {
+                store.retain_key_groups(key_groups)?;
+            }
+            return Ok(store);
+        }
+        let store = KeyedStateStore::open(path.clone(), &self.options(), key_groups)?;
+        for (i, (_, files)) in parts.iter().enumerate() {
+            let plan = plan.expect("parts come from a plan");
+            let tmp = path.with_extension(format!("restore-{i}"));
+            let _ = std::fs::remove_dir_all(&tmp);
+            plan.storage.materialize(files, &tmp).map_err(failed)?;
+            store.import(&tmp, key_groups)?;
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Ok(store)
     }
 
     fn options(&self) -> Options {
@@ -143,6 +189,16 @@ impl JobState {
         }
     }
 
+    fn backend(&self) -> Result<&StateBackend, StateError> {
+        Ok(match self.backend.get() {
+            Some(b) => b,
+            None => {
+                let b = StateBackend::new(self.config.clone())?;
+                self.backend.get_or_init(|| b)
+            }
+        })
+    }
+
     /// Opens the store of one subtask.
     pub fn open_store(
         &self,
@@ -150,14 +206,20 @@ impl JobState {
         subtask: usize,
         key_groups: KeyGroupRange,
     ) -> Result<KeyedStateStore, StateError> {
-        let backend = match self.backend.get() {
-            Some(b) => b,
-            None => {
-                let b = StateBackend::new(self.config.clone())?;
-                self.backend.get_or_init(|| b)
-            }
-        };
-        backend.open_store(operator, subtask, key_groups)
+        self.backend()?.open_store(operator, subtask, key_groups)
+    }
+
+    /// Opens the store of one subtask from a checkpoint (or empty), see
+    /// [`StateBackend::restore_store`].
+    pub fn restore_store(
+        &self,
+        operator: &str,
+        subtask: usize,
+        key_groups: KeyGroupRange,
+        plan: Option<&RestorePlan>,
+    ) -> Result<KeyedStateStore, StateError> {
+        self.backend()?
+            .restore_store(operator, subtask, key_groups, plan)
     }
 }
 

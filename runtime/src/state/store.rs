@@ -18,6 +18,7 @@ pub struct KeyedStateStore {
     states: HashMap<u32, String>,
     write_options: WriteOptions,
     sequence: AtomicU64,
+    instance: String,
 }
 
 impl std::fmt::Debug for KeyedStateStore {
@@ -65,7 +66,17 @@ impl KeyedStateStore {
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
         let sequence = AtomicU64::new(super::codec::now_ms().max(0) as u64 * 1_000_000);
+        // Names this instance's SST files in checkpoint storage: file numbers
+        // are unique only within one instance.
+        let instance = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(
+                format!("{}-{}-{:?}", path.display(), std::process::id(), std::time::SystemTime::now())
+                    .as_bytes()
+            )
+        );
         Ok(KeyedStateStore {
+            instance,
             db,
             path,
             key_groups,
@@ -206,6 +217,64 @@ impl KeyedStateStore {
             .map_err(|e| self.rocks(e))?;
         self.key_groups = keep;
         Ok(())
+    }
+
+    /// A name unique to this open instance of the store.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Writes a consistent snapshot of the store to `dir`: memtables are
+    /// flushed, then SST files are hard-linked (they never change) and the
+    /// manifest copied. Cheap enough to do at a barrier.
+    pub fn snapshot_to(&self, dir: &std::path::Path) -> Result<(), StateError> {
+        self.db.flush().map_err(|e| self.rocks(e))?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(|e| self.rocks(e))
+    }
+
+    /// Copies every entry of `key_groups` from the RocksDB files in `dir`
+    /// (another store's snapshot) into this store.
+    pub(crate) fn import(
+        &self,
+        dir: &std::path::Path,
+        key_groups: KeyGroupRange,
+    ) -> Result<u64, StateError> {
+        let source = DB::open_for_read_only(&Options::default(), dir, false).map_err(|source| {
+            StateError::RocksDb {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        let end = key_group_start(key_groups.end);
+        let mut batch = WriteBatch::default();
+        let mut copied = 0;
+        let start = key_group_start(key_groups.start);
+        for item in source.iterator(IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(|e| StateError::RocksDb {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+            if key[..2] >= end[..] {
+                break;
+            }
+            batch.put(&key, &value);
+            copied += 1;
+            if batch.len() >= 100_000 {
+                self.db
+                    .write_opt(std::mem::take(&mut batch), &self.write_options)
+                    .map_err(|e| self.rocks(e))?;
+            }
+        }
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(|e| self.rocks(e))?;
+        Ok(copied)
     }
 
     /// Flushes memtables to SST files (before a snapshot, or in tests).

@@ -1,0 +1,220 @@
+//! The checkpoint coordinator: triggers barriers, gathers acknowledgements,
+//! completes checkpoints, and takes the final one when the sources are done.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::metadata::{CheckpointMetadata, METADATA_FORMAT, OperatorMetadata, SubtaskMetadata};
+use super::storage::CheckpointStorage;
+use super::{Barrier, CheckpointConfig};
+use crate::key_hash::KEY_HASH_VERSION;
+
+/// What a task tells the coordinator.
+#[derive(Debug)]
+pub(crate) enum TaskReport {
+    /// One subtask of one operator has stored its state for a checkpoint.
+    Ack {
+        checkpoint: u64,
+        operator: String,
+        state: SubtaskMetadata,
+    },
+    /// A subtask could not store its state: the checkpoint is abandoned.
+    Declined { checkpoint: u64, reason: String },
+    /// A source subtask has read all its input (or was stopped).
+    SourceFinished,
+}
+
+/// What every task holds to take part in checkpoints.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointHandle {
+    pub reports: mpsc::UnboundedSender<TaskReport>,
+    pub storage: Arc<CheckpointStorage>,
+    /// The id of the newest complete checkpoint.
+    pub completed: watch::Receiver<u64>,
+}
+
+/// A request for a savepoint, answered with its directory.
+pub(crate) type SavepointRequest = oneshot::Sender<Result<PathBuf, String>>;
+
+struct InFlight {
+    barrier: Barrier,
+    started: Instant,
+    acks: BTreeMap<String, Vec<SubtaskMetadata>>,
+    received: usize,
+    reply: Option<SavepointRequest>,
+}
+
+pub(crate) struct Coordinator {
+    pub config: CheckpointConfig,
+    pub storage: Arc<CheckpointStorage>,
+    /// One per source subtask.
+    pub triggers: Vec<mpsc::Sender<Barrier>>,
+    pub reports: mpsc::UnboundedReceiver<TaskReport>,
+    /// Operator name → parallelism, for every operator (sources included).
+    pub operators: BTreeMap<String, usize>,
+    pub max_parallelism: u32,
+    pub completed: watch::Sender<u64>,
+    pub savepoints: mpsc::Receiver<SavepointRequest>,
+    pub next_id: u64,
+}
+
+impl Coordinator {
+    fn expected(&self) -> usize {
+        self.operators.values().sum()
+    }
+
+    fn trigger(&mut self, savepoint: bool, last: bool) -> Option<InFlight> {
+        let barrier = Barrier {
+            id: self.next_id,
+            savepoint,
+            last,
+        };
+        self.next_id += 1;
+        for trigger in &self.triggers {
+            if trigger.try_send(barrier).is_err() {
+                tracing::debug!(checkpoint = barrier.id, "a source cannot take the barrier");
+                return None;
+            }
+        }
+        tracing::debug!(checkpoint = barrier.id, savepoint, last, "checkpoint triggered");
+        Some(InFlight {
+            barrier,
+            started: Instant::now(),
+            acks: BTreeMap::new(),
+            received: 0,
+            reply: None,
+        })
+    }
+
+    fn complete(&mut self, flight: InFlight) {
+        let id = flight.barrier.id;
+        let mut operators = BTreeMap::new();
+        for (name, mut subtasks) in flight.acks {
+            subtasks.sort_by_key(|s| s.index);
+            let parallelism = self.operators.get(&name).copied().unwrap_or(subtasks.len());
+            operators.insert(
+                name,
+                OperatorMetadata {
+                    parallelism,
+                    subtasks,
+                },
+            );
+        }
+        let metadata = CheckpointMetadata {
+            format: METADATA_FORMAT,
+            id,
+            savepoint: flight.barrier.savepoint,
+            completed_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            key_hash_version: KEY_HASH_VERSION,
+            max_parallelism: self.max_parallelism,
+            operators,
+        };
+        let result = self.storage.complete(&metadata);
+        match &result {
+            Ok(dir) => {
+                let bytes: u64 = metadata.files().map(|f| f.size).sum();
+                tracing::info!(
+                    checkpoint = id,
+                    savepoint = flight.barrier.savepoint,
+                    "checkpoint complete in {:.0?}: {} ({} MiB of files)",
+                    flight.started.elapsed(),
+                    dir.display(),
+                    bytes >> 20
+                );
+                let _ = self.completed.send(id);
+                if let Err(e) = self.storage.retain(self.config.retained) {
+                    tracing::warn!("removing old checkpoints: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(checkpoint = id, "checkpoint failed: {e}"),
+        }
+        if let Some(reply) = flight.reply {
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+        }
+    }
+
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let mut timer = tokio::time::interval(self.config.interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer.tick().await; // the first tick is immediate: skip it
+        let sources = self.triggers.len();
+        let mut finished_sources = 0;
+        let mut in_flight: Option<InFlight> = None;
+        let mut waiting_savepoints: Vec<SavepointRequest> = Vec::new();
+        let mut last_done = false;
+        let mut savepoints_open = true;
+        loop {
+            let all_finished = finished_sources >= sources;
+            // The final checkpoint, once the sources are done and nothing is in flight.
+            if all_finished && in_flight.is_none() && !last_done {
+                in_flight = self.trigger(!waiting_savepoints.is_empty(), true);
+                if let Some(f) = &mut in_flight {
+                    f.reply = waiting_savepoints.pop();
+                }
+                last_done = true;
+            }
+            if !all_finished && in_flight.is_none() && !waiting_savepoints.is_empty() {
+                in_flight = self.trigger(true, false);
+                if let Some(f) = &mut in_flight {
+                    f.reply = waiting_savepoints.pop();
+                }
+            }
+            let deadline = in_flight
+                .as_ref()
+                .map(|f| tokio::time::Instant::from_std(f.started + self.config.timeout));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = timer.tick(), if in_flight.is_none() && !all_finished => {
+                    in_flight = self.trigger(false, false);
+                }
+                request = self.savepoints.recv(), if savepoints_open => match request {
+                    Some(r) => waiting_savepoints.push(r),
+                    None => savepoints_open = false,
+                },
+                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    let f = in_flight.take().expect("in flight");
+                    tracing::warn!(checkpoint = f.barrier.id, "checkpoint timed out after {:?}", self.config.timeout);
+                    if let Some(reply) = f.reply {
+                        let _ = reply.send(Err("the savepoint timed out".into()));
+                    }
+                }
+                report = self.reports.recv() => {
+                    let Some(report) = report else { break };
+                    match report {
+                        TaskReport::SourceFinished => finished_sources += 1,
+                        TaskReport::Declined { checkpoint, reason } => {
+                            if in_flight.as_ref().is_some_and(|f| f.barrier.id == checkpoint) {
+                                let f = in_flight.take().expect("checked");
+                                tracing::warn!(checkpoint, "checkpoint declined: {reason}");
+                                if let Some(reply) = f.reply {
+                                    let _ = reply.send(Err(reason));
+                                }
+                            }
+                        }
+                        TaskReport::Ack { checkpoint, operator, state } => {
+                            let expected = self.expected();
+                            if let Some(f) = in_flight.as_mut().filter(|f| f.barrier.id == checkpoint) {
+                                f.acks.entry(operator).or_default().push(state);
+                                f.received += 1;
+                                if f.received == expected {
+                                    let f = in_flight.take().expect("in flight");
+                                    self.complete(f);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for reply in waiting_savepoints {
+            let _ = reply.send(Err("the job ended before the savepoint".into()));
+        }
+    }
+}

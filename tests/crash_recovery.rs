@@ -1,0 +1,117 @@
+//! Exactly-once through crashes: the real binary runs a keyed window and a
+//! keyed running count over 1M+ events into the exactly-once file sink, is
+//! killed with SIGKILL at random moments and restarted; what it committed
+//! equals, row for row, what an uninterrupted run commits.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+const BIN: &str = env!("CARGO_BIN_EXE_headwater");
+
+/// Every committed row under `dir` (hidden in-progress and pending files are
+/// not results), sorted.
+fn committed_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('_') || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        rows.extend(text.lines().map(String::from));
+    }
+    rows.sort();
+    rows
+}
+
+fn job(input: &Path, output: &Path, checkpoints: Option<&Path>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["job", "order-metrics", "--parallelism", "2", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(dir) = checkpoints {
+        cmd.arg("--checkpoint-dir")
+            .arg(dir)
+            .args(["--checkpoint-interval", "100ms"]);
+    }
+    cmd
+}
+
+#[test]
+fn killed_and_restarted_runs_commit_exactly_what_an_uninterrupted_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.jsonl");
+    let status = Command::new(BIN)
+        .args(["generate", "orders", "--orders", "600000", "--seed", "5", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let events = std::fs::read_to_string(&input).unwrap().lines().count();
+    assert!(events >= 2_000_000, "{events} events");
+
+    let reference = dir.path().join("reference");
+    assert!(job(&input, &reference, None).status().unwrap().success());
+
+    let output = dir.path().join("output");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(std::process::id() as u64);
+    let mut kills = 0;
+    let mut runs = 0;
+    // Kills that came after a checkpoint had completed and committed rows.
+    let mut kills_after_commits = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 40, "the job never finished");
+        let mut child = job(&input, &output, Some(&checkpoints)).spawn().unwrap();
+        if kills < 5 {
+            let after = Duration::from_millis(rng.random_range(1400..2400));
+            let started = Instant::now();
+            while started.elapsed() < after {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                let committed = output.join("counts").exists()
+                    && !committed_rows(&output.join("counts")).is_empty();
+                if committed {
+                    kills_after_commits += 1;
+                }
+                println!("killed after {after:?}; rows committed before: {committed}");
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the last run failed: {status}");
+        // A run that finishes commits everything; with fewer than 5 kills, start over.
+        if kills >= 5 {
+            break;
+        }
+        std::fs::remove_dir_all(&output).unwrap();
+        std::fs::remove_dir_all(&checkpoints).unwrap();
+        kills_after_commits = 0;
+    }
+    println!("{kills} kills in {runs} runs, {kills_after_commits} after rows were committed");
+    assert!(
+        kills_after_commits >= 2,
+        "too few kills came after a checkpoint: the test proved little"
+    );
+    for part in ["windows", "counts"] {
+        let expected = committed_rows(&reference.join(part));
+        let got = committed_rows(&output.join(part));
+        assert!(!expected.is_empty());
+        assert_eq!(got.len(), expected.len(), "{part}: rows lost or duplicated");
+        assert!(got == expected, "{part}: committed rows differ from the uninterrupted run");
+    }
+}
