@@ -70,7 +70,11 @@ impl StreamEnvironment {
     /// Takes a checkpoint every `interval` into `dir`, for exactly-once
     /// results; a job started over a directory with a complete checkpoint
     /// resumes from the newest one.
-    pub fn with_checkpoints(self, dir: impl Into<std::path::PathBuf>, interval: std::time::Duration) -> Self {
+    pub fn with_checkpoints(
+        self,
+        dir: impl Into<std::path::PathBuf>,
+        interval: std::time::Duration,
+    ) -> Self {
         self.builder().config.checkpoint = Some(
             headwater_runtime::checkpoint::CheckpointConfig::new(dir, interval),
         );

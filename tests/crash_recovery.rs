@@ -27,6 +27,20 @@ fn committed_rows(dir: &Path) -> Vec<String> {
     rows
 }
 
+/// How many result files have been committed so far.
+fn committed_files(output: &Path) -> usize {
+    ["windows", "counts"]
+        .iter()
+        .flat_map(|part| {
+            std::fs::read_dir(output.join(part))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+        .count()
+}
+
 fn job(input: &Path, output: &Path, checkpoints: Option<&Path>) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["job", "order-metrics", "--parallelism", "2", "--input"])
@@ -35,6 +49,8 @@ fn job(input: &Path, output: &Path, checkpoints: Option<&Path>) -> Command {
         .arg(output)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // Keyed state inside the test's directory: a killed process leaves it behind.
+    cmd.arg("--state-dir").arg(output.with_extension("state"));
     if let Some(dir) = checkpoints {
         cmd.arg("--checkpoint-dir")
             .arg(dir)
@@ -48,7 +64,9 @@ fn killed_and_restarted_runs_commit_exactly_what_an_uninterrupted_run_does() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("orders.jsonl");
     let status = Command::new(BIN)
-        .args(["generate", "orders", "--orders", "600000", "--seed", "5", "--output"])
+        .args([
+            "generate", "orders", "--orders", "600000", "--seed", "5", "--output",
+        ])
         .arg(&input)
         .status()
         .unwrap();
@@ -71,24 +89,36 @@ fn killed_and_restarted_runs_commit_exactly_what_an_uninterrupted_run_does() {
         assert!(runs < 40, "the job never finished");
         let mut child = job(&input, &output, Some(&checkpoints)).spawn().unwrap();
         if kills < 5 {
-            let after = Duration::from_millis(rng.random_range(1400..2400));
-            let started = Instant::now();
-            while started.elapsed() < after {
-                if child.try_wait().unwrap().is_some() {
+            // Every other kill waits for this run to commit something first, so
+            // some kills surely fall between checkpoints of a run that restored.
+            let after_commit = kills % 2 == 1;
+            let baseline = committed_files(&output);
+            let delay = Duration::from_millis(rng.random_range(200..1200));
+            let mut clock = (!after_commit).then(Instant::now);
+            let spawned = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if clock.is_none() && committed_files(&output) > baseline {
+                    clock = Some(Instant::now());
+                }
+                if clock.is_some_and(|c| c.elapsed() >= delay)
+                    || spawned.elapsed() > Duration::from_secs(30)
+                {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             if child.try_wait().unwrap().is_none() {
+                let committed = committed_files(&output) > 0;
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
-                let committed = output.join("counts").exists()
-                    && !committed_rows(&output.join("counts")).is_empty();
                 if committed {
                     kills_after_commits += 1;
                 }
-                println!("killed after {after:?}; rows committed before: {committed}");
+                println!(
+                    "killed after {:?}; rows committed before: {committed}",
+                    spawned.elapsed()
+                );
                 continue;
             }
         }
@@ -112,6 +142,9 @@ fn killed_and_restarted_runs_commit_exactly_what_an_uninterrupted_run_does() {
         let got = committed_rows(&output.join(part));
         assert!(!expected.is_empty());
         assert_eq!(got.len(), expected.len(), "{part}: rows lost or duplicated");
-        assert!(got == expected, "{part}: committed rows differ from the uninterrupted run");
+        assert!(
+            got == expected,
+            "{part}: committed rows differ from the uninterrupted run"
+        );
     }
 }

@@ -10,14 +10,14 @@ use crate::channel::Message;
 use crate::checkpoint::Barrier;
 use crate::checkpoint::coordinator::{CheckpointHandle, TaskReport};
 use crate::checkpoint::metadata::SubtaskMetadata;
-use crate::key_groups::KeyGroupRange;
-use std::path::PathBuf;
 use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
+use crate::key_groups::KeyGroupRange;
 use crate::metrics::Counter;
 use crate::operator::{Collector, Operator, OperatorContext};
 use crate::output::OutputRouter;
 use crate::time::Watermark;
+use std::path::PathBuf;
 
 /// An error with the node it came from, so a failure deep in a chain is
 /// reported against the operator that failed, not the head of the chain.
@@ -146,9 +146,7 @@ impl Chain {
                         .path()
                         .with_extension(format!("snapshot-{}", barrier.id));
                     let _ = std::fs::remove_dir_all(&dir);
-                    store
-                        .snapshot_to(&dir)
-                        .map_err(|e| failed(e.into()))?;
+                    store.snapshot_to(&dir).map_err(|e| failed(e.into()))?;
                     Some((dir, store.instance().to_string()))
                 }
                 None => None,

@@ -9,8 +9,8 @@ use std::task::Poll;
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
-use crate::error::RuntimeError;
 use crate::checkpoint::Barrier;
+use crate::error::RuntimeError;
 use crate::time::Watermark;
 
 /// What flows on a channel.

@@ -16,9 +16,9 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, ChainedOperator, NodeError};
+use crate::channel::{InputChannel, InputGate, channel};
 use crate::checkpoint::coordinator::{CheckpointHandle, Coordinator, SavepointRequest};
 use crate::checkpoint::{Barrier, CheckpointStorage, RestorePlan};
-use crate::channel::{InputChannel, InputGate, channel};
 use crate::config::JobConfig;
 use crate::error::{JobError, RuntimeError};
 use crate::graph::{JobGraph, NodeKind, Partitioning};
@@ -73,41 +73,32 @@ impl JobHandle {
 
     /// Takes a savepoint: a checkpoint kept until you remove it. Returns its directory.
     pub async fn trigger_savepoint(&self) -> Result<PathBuf, JobError> {
-        let Some(savepoints) = &self.savepoints else {
-            return Err(RuntimeError::Checkpoint(
-                "savepoints need checkpoints: set JobConfig::checkpoint".into(),
-            )
-            .into());
-        };
-        let (reply, answer) = oneshot::channel();
-        savepoints
-            .send(reply)
-            .await
-            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?;
-        answer
-            .await
-            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?
-            .map_err(|e| RuntimeError::Checkpoint(e).into())
+        self.savepoint(false).await
     }
 
-    /// Stops the job with a savepoint: the sources stop, and the job's last
-    /// checkpoint, taken as they do, is kept as a savepoint. Returns its directory.
+    /// Stops the job with a savepoint: the sources stop at its barrier, it is
+    /// the job's last checkpoint, and the sinks commit up to it. Start a new
+    /// job from the returned directory to go on, at any parallelism.
     pub async fn stop_with_savepoint(&self) -> Result<PathBuf, JobError> {
+        self.savepoint(true).await
+    }
+
+    async fn savepoint(&self, stop: bool) -> Result<PathBuf, JobError> {
         let Some(savepoints) = &self.savepoints else {
             return Err(RuntimeError::Checkpoint(
                 "savepoints need checkpoints: set JobConfig::checkpoint".into(),
             )
             .into());
         };
+        let ended = || RuntimeError::Checkpoint("the job has ended".into());
         let (reply, answer) = oneshot::channel();
         savepoints
-            .send(reply)
+            .send(SavepointRequest { reply, stop })
             .await
-            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?;
-        self.stop.cancel();
+            .map_err(|_| ended())?;
         answer
             .await
-            .map_err(|_| RuntimeError::Checkpoint("the job has ended".into()))?
+            .map_err(|_| ended())?
             .map_err(|e| RuntimeError::Checkpoint(e).into())
     }
 
@@ -183,12 +174,27 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
         restore: restore.map(Arc::new),
         run_id,
     };
-    let (tasks, triggers) =
-        build_tasks(&graph, &plan, &config, &metrics, &stop, &job_state, &context)?;
+    let (tasks, triggers) = build_tasks(
+        &graph, &plan, &config, &metrics, &stop, &job_state, &context,
+    )?;
     let coordinator_stop = CancellationToken::new();
     if let Some(mut c) = coordinator {
         c.triggers = triggers;
-        tokio::spawn(c.run(coordinator_stop.clone()));
+        // Its own thread: busy tasks on the job's workers must not delay the
+        // checkpoint timer.
+        let shutdown = coordinator_stop.clone();
+        std::thread::Builder::new()
+            .name("headwater-checkpoints".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(c.run(shutdown)),
+                    Err(e) => tracing::error!("cannot start the checkpoint coordinator: {e}"),
+                }
+            })
+            .map_err(|e| RuntimeError::Checkpoint(format!("cannot start the coordinator: {e}")))?;
     }
 
     let mut set = JoinSet::new();
@@ -203,7 +209,14 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
     }
     let name = graph.name.clone();
     let supervisor = tokio::spawn({
-        let run = supervise(set, who, graph, metrics.clone(), stop.clone(), cancel.clone());
+        let run = supervise(
+            set,
+            who,
+            graph,
+            metrics.clone(),
+            stop.clone(),
+            cancel.clone(),
+        );
         async move {
             let result = run.await;
             coordinator_stop.cancel();

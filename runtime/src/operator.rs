@@ -9,10 +9,10 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
+use crate::checkpoint::RestorePlan;
 use crate::error::BoxError;
 use crate::key_groups::KeyGroupRange;
 use crate::metrics::OperatorMetrics;
-use crate::checkpoint::RestorePlan;
 use crate::state::{JobState, KeyedStateStore, StateError};
 use crate::time::EventTime;
 

@@ -10,16 +10,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, NodeError, PendingState};
+use crate::channel::{InputGate, Message};
 use crate::checkpoint::Barrier;
 use crate::checkpoint::coordinator::TaskReport;
-use tokio::sync::{mpsc, watch};
-use crate::channel::{InputGate, Message};
 use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
 use crate::operator::OperatorContext;
 use crate::source::{EventTimeSpec, Source, SourcePoll};
 use crate::time::{EVENT_TIME_TYPE, EventTime, Watermark, max_event_time, with_event_time};
 use crate::watermarks::{BoundedOutOfOrderness, InputWatermarks};
+use tokio::sync::{mpsc, watch};
 
 /// A source subtask and the chain of operators after it.
 pub(crate) struct SourceTask {
@@ -84,6 +84,10 @@ impl SourceTask {
                 _ = self.stop.cancelled() => break false,
                 barrier = next_barrier(&mut barriers) => {
                     self.checkpoint(barrier).await?;
+                    if barrier.last {
+                        // Stopped with a savepoint: nothing after it is read.
+                        return self.chain.end_of_input().await;
+                    }
                     continue;
                 }
                 _ = tokio::time::sleep_until(idle_deadline), if !idle => {
@@ -135,7 +139,9 @@ impl SourceTask {
             let _ = handle.reports.send(TaskReport::SourceFinished);
             loop {
                 let Some(rx) = barriers.as_mut() else { break };
-                let Some(barrier) = rx.recv().await else { break };
+                let Some(barrier) = rx.recv().await else {
+                    break;
+                };
                 self.checkpoint(barrier).await?;
                 if barrier.last {
                     break;
@@ -227,10 +233,16 @@ impl OperatorTask {
                 Message::Watermark(w) => watermarks.on_watermark(channel, w),
                 Message::Barrier(barrier) => {
                     self.gate.block(channel);
-                    let a = alignment.get_or_insert(Alignment { barrier, arrived: 0 });
+                    let a = alignment.get_or_insert(Alignment {
+                        barrier,
+                        arrived: 0,
+                    });
                     if a.barrier.id != barrier.id {
                         // An abandoned checkpoint's barrier is superseded.
-                        *a = Alignment { barrier, arrived: 0 };
+                        *a = Alignment {
+                            barrier,
+                            arrived: 0,
+                        };
                     }
                     a.arrived += 1;
                     None

@@ -105,10 +105,9 @@ impl SourceSpec for FileSource {
             let decoder = spec.format.decoder(spec.schema.clone(), spec.batch_size)?;
             Ok(Box::new(FileReader {
                 spec: spec.clone(),
-                all_splits: splits.clone(),
-                splits: splits.into(),
-                split_index: 0,
-                position: ChunkPosition::default(),
+                subtask: (subtask.index, subtask.parallelism),
+                splits: splits.into_iter().map(PlannedSplit::whole).collect(),
+                position: None,
                 skip: None,
                 current: None,
                 decoder,
@@ -120,36 +119,58 @@ impl SourceSpec for FileSource {
     }
 }
 
-/// Where a reader stands, for checkpoints: in split `split` (of the
-/// subtask's splits), the chunk of lines starting at byte `offset` has given
-/// `rows` rows so far (and its dead letters, if `dead_letters_sent`).
-/// Decoding is deterministic, so re-reading that chunk and skipping `rows`
-/// rows resumes exactly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct ChunkPosition {
-    split: usize,
-    /// `None`: the split's start.
-    offset: Option<u64>,
+/// A byte range still to read. `resume` (after a restore) is where in it
+/// to start: the first byte of a line, and what of the chunk of lines
+/// starting there was sent before the checkpoint (rows, and whether its dead
+/// letters). Decoding is deterministic, so re-reading that chunk and
+/// skipping what was sent resumes exactly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct PlannedSplit {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+    /// The file's size when the job started, to notice a changed input.
+    file_size: u64,
+    resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Resume {
+    offset: u64,
     rows: u64,
     dead_letters_sent: bool,
 }
 
-/// What a checkpoint keeps of a file reader.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct FilePosition {
-    /// The subtask's splits, to check the input has not changed.
-    splits: Vec<(PathBuf, u64, u64)>,
-    position: ChunkPosition,
+impl PlannedSplit {
+    fn whole(split: FileSplit) -> Self {
+        let file_size = std::fs::metadata(&split.path).map_or(0, |m| m.len());
+        PlannedSplit {
+            path: split.path,
+            start: split.start,
+            end: split.end,
+            file_size,
+            resume: None,
+        }
+    }
+
+    fn split(&self) -> FileSplit {
+        FileSplit {
+            path: self.path.clone(),
+            start: self.start,
+            end: self.end,
+        }
+    }
 }
 
 /// One subtask's reader: its splits, one after another.
 struct FileReader {
     spec: FileSource,
-    all_splits: Vec<FileSplit>,
-    splits: VecDeque<FileSplit>,
-    /// The index in `all_splits` of the split being read.
-    split_index: usize,
-    position: ChunkPosition,
+    /// (index, parallelism) of this subtask.
+    subtask: (usize, usize),
+    /// Splits not yet started.
+    splits: VecDeque<PlannedSplit>,
+    /// The split being read, and where its current chunk of lines started.
+    position: Option<(PlannedSplit, Resume)>,
     /// After a restore: rows (and dead letters) of the first chunk already sent.
     skip: Option<(u64, bool)>,
     current: Option<SplitReader>,
@@ -174,35 +195,56 @@ impl Source for FileReader {
         loop {
             if !self.dead_letters.is_empty() {
                 let batch = dead_letters_batch(&std::mem::take(&mut self.dead_letters))?;
-                self.position.dead_letters_sent = true;
+                if let Some((_, resume)) = &mut self.position {
+                    resume.dead_letters_sent = true;
+                }
                 return Ok(SourcePoll::Side {
                     output: DEAD_LETTER_OUTPUT.into(),
                     batch,
                 });
             }
             if let Some(batch) = self.ready.pop_front() {
-                self.position.rows += batch.num_rows() as u64;
+                if let Some((_, resume)) = &mut self.position {
+                    resume.rows += batch.num_rows() as u64;
+                }
                 return Ok(SourcePoll::Batch(batch));
             }
             if self.current.is_none() {
                 match self.splits.pop_front() {
-                    Some(split) => {
-                        let at = self.position.offset.filter(|_| self.position.split == self.split_index);
-                        self.current = Some(match at {
-                            Some(offset) => SplitReader::open_at(split, offset)?,
-                            None => SplitReader::open(split, self.spec.format.has_header())?,
-                        });
+                    Some(planned) => {
+                        let current = match planned.resume {
+                            Some(r) => {
+                                self.skip = Some((r.rows, r.dead_letters_sent));
+                                SplitReader::open_at(planned.split(), r.offset)?
+                            }
+                            None => {
+                                SplitReader::open(planned.split(), self.spec.format.has_header())?
+                            }
+                        };
+                        self.current = Some(current);
+                        self.position = Some((
+                            planned,
+                            Resume {
+                                offset: 0,
+                                rows: 0,
+                                dead_letters_sent: false,
+                            },
+                        ));
                     }
-                    None => return Ok(SourcePoll::Finished),
+                    None => {
+                        self.position = None;
+                        return Ok(SourcePoll::Finished);
+                    }
                 }
             }
             let reader = self.current.as_mut().expect("set above");
-            self.position = ChunkPosition {
-                split: self.split_index,
-                offset: Some(reader.buf_offset),
-                rows: 0,
-                dead_letters_sent: false,
-            };
+            if let Some((_, resume)) = &mut self.position {
+                *resume = Resume {
+                    offset: reader.buf_offset,
+                    rows: 0,
+                    dead_letters_sent: false,
+                };
+            }
             let mut bad = Vec::new();
             let mut batches = Vec::new();
             let more = reader.read_chunk(|chunk| {
@@ -227,67 +269,73 @@ impl Source for FileReader {
             }
             if !more {
                 self.current = None;
-                self.split_index += 1;
             }
         }
     }
 
     async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        let mut position = self.position;
-        if self.ready.is_empty() && self.dead_letters.is_empty() {
-            // The chunk is done: resume after it.
-            position = match &self.current {
-                Some(reader) => ChunkPosition {
-                    split: self.split_index,
-                    offset: Some(reader.buf_offset),
-                    ..Default::default()
-                },
-                None => ChunkPosition {
-                    split: self.split_index,
-                    ..Default::default()
-                },
+        let mut remaining: Vec<PlannedSplit> = Vec::new();
+        if let (Some((planned, resume)), Some(reader)) = (&self.position, &self.current) {
+            let resume = if self.ready.is_empty() && self.dead_letters.is_empty() {
+                // The chunk is done: resume after it.
+                Resume {
+                    offset: reader.buf_offset,
+                    rows: 0,
+                    dead_letters_sent: false,
+                }
+            } else {
+                *resume
             };
+            remaining.push(PlannedSplit {
+                resume: Some(resume),
+                ..planned.clone()
+            });
+        } else if let Some((planned, resume)) = &self.position
+            && !(self.ready.is_empty() && self.dead_letters.is_empty())
+        {
+            // The split is read; rows of its last chunk are still to send.
+            remaining.push(PlannedSplit {
+                resume: Some(*resume),
+                ..planned.clone()
+            });
         }
-        let state = FilePosition {
-            splits: self
-                .all_splits
-                .iter()
-                .map(|s| (s.path.clone(), s.start, s.end))
-                .collect(),
-            position,
-        };
-        Ok(Some(postcard::to_stdvec(&state)?))
+        remaining.extend(self.splits.iter().cloned());
+        Ok(Some(postcard::to_stdvec(&remaining)?))
     }
 
+    /// Takes this subtask's share of what the old subtasks had still to read:
+    /// all of its own at the same parallelism, every `parallelism`-th range otherwise.
     async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
-        let [state] = &states[..] else {
-            return Err(format!(
-                "the file source restores at the parallelism it was checkpointed at ({} positions for one subtask)",
-                states.len()
-            )
-            .into());
-        };
-        let state: FilePosition = postcard::from_bytes(state)
-            .map_err(|e| format!("a stored file position does not decode: {e}"))?;
-        let splits: Vec<(PathBuf, u64, u64)> = self
-            .all_splits
-            .iter()
-            .map(|s| (s.path.clone(), s.start, s.end))
-            .collect();
-        if splits != state.splits {
-            return Err(format!(
-                "the input under {} changed since the checkpoint (files or sizes differ)",
-                self.spec.path.display()
-            )
-            .into());
+        let mut remaining: Vec<PlannedSplit> = Vec::new();
+        for state in &states {
+            let splits: Vec<PlannedSplit> = postcard::from_bytes(state)
+                .map_err(|e| format!("a stored file position does not decode: {e}"))?;
+            remaining.extend(splits);
         }
-        let p = state.position;
-        self.split_index = p.split;
-        self.splits = self.all_splits.iter().skip(p.split).cloned().collect();
-        self.position = p;
-        if p.rows > 0 || p.dead_letters_sent {
-            self.skip = Some((p.rows, p.dead_letters_sent));
+        for split in &remaining {
+            let size = std::fs::metadata(&split.path).map_or(0, |m| m.len());
+            if size != split.file_size {
+                return Err(format!(
+                    "{} changed since the checkpoint ({} bytes then, {size} now)",
+                    split.path.display(),
+                    split.file_size
+                )
+                .into());
+            }
         }
+        if states.len() != 1 {
+            remaining.sort_by(|a, b| (&a.path, a.start).cmp(&(&b.path, b.start)));
+            let (index, parallelism) = self.subtask;
+            remaining = remaining
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % parallelism == index)
+                .map(|(_, s)| s)
+                .collect();
+        }
+        self.splits = remaining.into();
+        self.position = None;
+        self.current = None;
         Ok(())
     }
 }
@@ -298,15 +346,20 @@ impl FileReader {
         if dead_letters_sent {
             self.dead_letters.clear();
         }
-        self.position.rows = rows;
-        self.position.dead_letters_sent = dead_letters_sent;
+        if let Some((_, resume)) = &mut self.position {
+            resume.rows = rows;
+            resume.dead_letters_sent = dead_letters_sent;
+        }
         while rows > 0 {
-            let Some(batch) = self.ready.pop_front() else { break };
+            let Some(batch) = self.ready.pop_front() else {
+                break;
+            };
             let n = batch.num_rows() as u64;
             if n <= rows {
                 rows -= n;
             } else {
-                self.ready.push_front(batch.slice(rows as usize, (n - rows) as usize));
+                self.ready
+                    .push_front(batch.slice(rows as usize, (n - rows) as usize));
                 rows = 0;
             }
         }

@@ -518,7 +518,10 @@ impl Operator for SlicedWindowOperator {
     ) -> Result<Option<Vec<u8>>, BoxError> {
         let store = ctx.keyed_state()?;
         self.spill_all(store)?;
-        Ok(Some(postcard::to_stdvec(&(self.fired_until, self.spill_sequence))?))
+        Ok(Some(postcard::to_stdvec(&(
+            self.fired_until,
+            self.spill_sequence,
+        ))?))
     }
 
     async fn restore_state(
@@ -545,9 +548,9 @@ impl Operator for SlicedWindowOperator {
         for key_group in store.key_groups().as_range() {
             let mut from = Vec::new();
             while let Some((sort_key, _)) = partials.first_from(store, key_group, &from)? {
-                let slice = headwater_runtime::state::i64_from_order_preserving(u64::from_be_bytes(
-                    sort_key[..8].try_into()?,
-                ));
+                let slice = headwater_runtime::state::i64_from_order_preserving(
+                    u64::from_be_bytes(sort_key[..8].try_into()?),
+                );
                 self.spilled.insert(slice);
                 if slice == i64::MAX {
                     break;

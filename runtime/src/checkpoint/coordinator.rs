@@ -39,14 +39,18 @@ pub(crate) struct CheckpointHandle {
 }
 
 /// A request for a savepoint, answered with its directory.
-pub(crate) type SavepointRequest = oneshot::Sender<Result<PathBuf, String>>;
+pub(crate) struct SavepointRequest {
+    pub reply: oneshot::Sender<Result<PathBuf, String>>,
+    /// Stop the job with it: it is the job's last checkpoint.
+    pub stop: bool,
+}
 
 struct InFlight {
     barrier: Barrier,
     started: Instant,
     acks: BTreeMap<String, Vec<SubtaskMetadata>>,
     received: usize,
-    reply: Option<SavepointRequest>,
+    reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
 }
 
 pub(crate) struct Coordinator {
@@ -81,7 +85,12 @@ impl Coordinator {
                 return None;
             }
         }
-        tracing::debug!(checkpoint = barrier.id, savepoint, last, "checkpoint triggered");
+        tracing::debug!(
+            checkpoint = barrier.id,
+            savepoint,
+            last,
+            "checkpoint triggered"
+        );
         Some(InFlight {
             barrier,
             started: Instant::now(),
@@ -152,18 +161,24 @@ impl Coordinator {
         let mut savepoints_open = true;
         loop {
             let all_finished = finished_sources >= sources;
-            // The final checkpoint, once the sources are done and nothing is in flight.
-            if all_finished && in_flight.is_none() && !last_done {
-                in_flight = self.trigger(!waiting_savepoints.is_empty(), true);
+            // The last checkpoint: once the sources are done, or to stop with a savepoint.
+            let stop_request = waiting_savepoints.iter().position(|r| r.stop);
+            if in_flight.is_none() && !last_done && (all_finished || stop_request.is_some()) {
+                let request = stop_request
+                    .map(|i| waiting_savepoints.remove(i))
+                    .or_else(|| waiting_savepoints.pop());
+                in_flight = self.trigger(request.is_some(), true);
                 if let Some(f) = &mut in_flight {
-                    f.reply = waiting_savepoints.pop();
+                    f.reply = request.map(|r| r.reply);
                 }
                 last_done = true;
             }
-            if !all_finished && in_flight.is_none() && !waiting_savepoints.is_empty() {
+            if !all_finished && !last_done && in_flight.is_none() && !waiting_savepoints.is_empty()
+            {
+                let request = waiting_savepoints.pop().expect("not empty");
                 in_flight = self.trigger(true, false);
                 if let Some(f) = &mut in_flight {
-                    f.reply = waiting_savepoints.pop();
+                    f.reply = Some(request.reply);
                 }
             }
             let deadline = in_flight
@@ -171,7 +186,7 @@ impl Coordinator {
                 .map(|f| tokio::time::Instant::from_std(f.started + self.config.timeout));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = timer.tick(), if in_flight.is_none() && !all_finished => {
+                _ = timer.tick(), if in_flight.is_none() && !all_finished && !last_done => {
                     in_flight = self.trigger(false, false);
                 }
                 request = self.savepoints.recv(), if savepoints_open => match request {
@@ -213,8 +228,10 @@ impl Coordinator {
                 }
             }
         }
-        for reply in waiting_savepoints {
-            let _ = reply.send(Err("the job ended before the savepoint".into()));
+        for request in waiting_savepoints {
+            let _ = request
+                .reply
+                .send(Err("the job ended before the savepoint".into()));
         }
     }
 }

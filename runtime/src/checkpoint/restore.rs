@@ -62,7 +62,11 @@ impl RestorePlan {
     }
 
     /// The old parts of the operator's keyed state that hold key groups of `range`.
-    pub fn store_parts(&self, operator: &str, range: KeyGroupRange) -> Vec<(KeyGroupRange, &StoreFiles)> {
+    pub fn store_parts(
+        &self,
+        operator: &str,
+        range: KeyGroupRange,
+    ) -> Vec<(KeyGroupRange, &StoreFiles)> {
         let Some(op) = self.metadata.operators.get(operator) else {
             return Vec::new();
         };

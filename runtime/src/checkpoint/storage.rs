@@ -121,7 +121,9 @@ impl CheckpointStorage {
         subtask: usize,
         bytes: &[u8],
     ) -> Result<StateFile, RuntimeError> {
-        let path = self.subtask_dir(id, savepoint, operator, subtask).join("state");
+        let path = self
+            .subtask_dir(id, savepoint, operator, subtask)
+            .join("state");
         write_atomically(&path, bytes)?;
         Ok(self.file(&path, bytes.len() as u64))
     }
@@ -139,8 +141,14 @@ impl CheckpointStorage {
         instance: &str,
         local: &Path,
     ) -> Result<StoreFiles, RuntimeError> {
-        let own = self.subtask_dir(id, savepoint, operator, subtask).join("store");
-        let shared = self.root.join("shared").join(sanitize(operator)).join(instance);
+        let own = self
+            .subtask_dir(id, savepoint, operator, subtask)
+            .join("store");
+        let shared = self
+            .root
+            .join("shared")
+            .join(sanitize(operator))
+            .join(instance);
         let mut files = StoreFiles {
             shared: Vec::new(),
             private: Vec::new(),
@@ -248,24 +256,21 @@ impl CheckpointStorage {
 
     /// The largest checkpoint id used so far, complete or not.
     pub fn last_id(&self) -> u64 {
-        self.checkpoint_dirs()
-            .first()
-            .map_or(0, |(id, _)| *id)
-            .max(
-                fs::read_dir(&self.root)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .strip_prefix("savepoint-")?
-                            .parse::<u64>()
-                            .ok()
-                    })
-                    .max()
-                    .unwrap_or(0),
-            )
+        self.checkpoint_dirs().first().map_or(0, |(id, _)| *id).max(
+            fs::read_dir(&self.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_prefix("savepoint-")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0),
+        )
     }
 
     /// Keeps the newest `retained` complete checkpoints, removes older and
@@ -294,8 +299,14 @@ impl CheckpointStorage {
                 fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
             }
         }
-        for entry in fs::read_dir(&self.root).map_err(|e| io(&self.root, e))?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("savepoint-")
+        for entry in fs::read_dir(&self.root)
+            .map_err(|e| io(&self.root, e))?
+            .flatten()
+        {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("savepoint-")
                 && let Ok(metadata) = self.load(&entry.path())
             {
                 referenced.extend(metadata.files().map(|f| f.path.clone()));

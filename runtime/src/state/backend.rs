@@ -88,7 +88,11 @@ impl StateBackend {
         subtask: usize,
         key_groups: KeyGroupRange,
     ) -> Result<KeyedStateStore, StateError> {
-        KeyedStateStore::open(self.store_path(operator, subtask), &self.options(), key_groups)
+        KeyedStateStore::open(
+            self.store_path(operator, subtask),
+            &self.options(),
+            key_groups,
+        )
     }
 
     fn store_path(&self, operator: &str, subtask: usize) -> PathBuf {
@@ -112,11 +116,12 @@ impl StateBackend {
         let path = self.store_path(operator, subtask);
         let failed = |e: crate::error::RuntimeError| StateError::Config(e.to_string());
         if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| {
-                StateError::Config(format!("cannot clear {}: {e}", path.display()))
-            })?;
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| StateError::Config(format!("cannot clear {}: {e}", path.display())))?;
         }
-        let parts = plan.map(|p| p.store_parts(operator, key_groups)).unwrap_or_default();
+        let parts = plan
+            .map(|p| p.store_parts(operator, key_groups))
+            .unwrap_or_default();
         if let ([(old, files)], Some(plan)) = (&parts[..], plan)
             && old.start <= key_groups.start
             && key_groups.end <= old.end
@@ -176,6 +181,9 @@ impl JobState {
     /// `dir`: where state lives; `None` for a temporary directory.
     pub fn new(dir: Option<PathBuf>, memory_limit: usize) -> Self {
         let temporary = dir.is_none();
+        if temporary {
+            remove_abandoned_temporary_dirs();
+        }
         let dir = dir.unwrap_or_else(|| {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -227,6 +235,28 @@ impl Drop for JobState {
     fn drop(&mut self) {
         if self.temporary && self.backend.get().is_some() {
             let _ = std::fs::remove_dir_all(&self.config.dir);
+        }
+    }
+}
+
+/// Removes the temporary state directories of processes that are gone (a
+/// killed process cannot remove its own).
+fn remove_abandoned_temporary_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("headwater-state-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::path::Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

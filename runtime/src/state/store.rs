@@ -71,8 +71,13 @@ impl KeyedStateStore {
         let instance = format!(
             "{:016x}",
             xxhash_rust::xxh3::xxh3_64(
-                format!("{}-{}-{:?}", path.display(), std::process::id(), std::time::SystemTime::now())
-                    .as_bytes()
+                format!(
+                    "{}-{}-{:?}",
+                    path.display(),
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                )
+                .as_bytes()
             )
         );
         Ok(KeyedStateStore {

@@ -1,0 +1,143 @@
+//! Damaged checkpoints: corrupt metadata, or a missing file, make the newest
+//! checkpoint incomplete; the job warns, naming what is wrong, and restores
+//! the previous complete one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_headwater");
+
+fn job(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["job", "order-metrics", "--input"])
+        .arg(dir.join("orders.jsonl"))
+        .arg("--output")
+        .arg(dir.join("out"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .args(["--checkpoint-interval", "100ms"])
+        .env("RUST_LOG", "headwater_runtime=info")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Complete checkpoints (with metadata), oldest first.
+fn complete(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let id = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix("chk-")?
+                .parse()
+                .ok()?;
+            e.path().join("_metadata").exists().then(|| (id, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Runs the job until at least two checkpoints are complete, then kills it.
+fn run_until_two_checkpoints(dir: &Path) {
+    let mut child = job(dir).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while complete(dir).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoints"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(BIN)
+        .args([
+            "generate", "orders", "--orders", "600000", "--seed", "3", "--output",
+        ])
+        .arg(dir.path().join("orders.jsonl"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// Restarts the job to its end; returns its log.
+fn restart(dir: &Path) -> String {
+    let output = job(dir).stderr(Stdio::piped()).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "the restarted job failed:\n{log}");
+    log
+}
+
+#[test]
+fn corrupt_metadata_falls_back_to_the_previous_checkpoint() {
+    let dir = setup();
+    run_until_two_checkpoints(dir.path());
+    let checkpoints = complete(dir.path());
+    let (newest, newest_dir) = checkpoints.last().unwrap().clone();
+    let (previous, _) = checkpoints[checkpoints.len() - 2].clone();
+    std::fs::write(newest_dir.join("_metadata"), b"{\"format\": 1, \"id\": tru").unwrap();
+    let log = restart(dir.path());
+    assert!(
+        log.contains("corrupt metadata"),
+        "no warning about chk-{newest}:\n{log}"
+    );
+    assert!(log.contains(&format!("chk-{newest}")), "{log}");
+    assert!(
+        log.contains(&format!("restoring from")) && log.contains(&format!("chk-{previous}")),
+        "did not restore chk-{previous}:\n{log}"
+    );
+}
+
+#[test]
+fn a_missing_file_makes_a_checkpoint_incomplete() {
+    let dir = setup();
+    run_until_two_checkpoints(dir.path());
+    let checkpoints = complete(dir.path());
+    let (newest, newest_dir) = checkpoints.last().unwrap().clone();
+    let (previous, _) = checkpoints[checkpoints.len() - 2].clone();
+    // A file only the newest checkpoint has: one of its own (a RocksDB manifest).
+    let victim = walk(&newest_dir)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/store/"))
+        .expect("the checkpoint has keyed state");
+    std::fs::remove_file(&victim).unwrap();
+    let log = restart(dir.path());
+    assert!(
+        log.contains("is missing"),
+        "no warning about the missing file:\n{log}"
+    );
+    assert!(log.contains(&format!("chk-{newest}")), "{log}");
+    assert!(
+        log.contains(&format!("chk-{previous}")),
+        "did not restore chk-{previous}:\n{log}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
