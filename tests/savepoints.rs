@@ -73,7 +73,7 @@ async fn a_savepoint_at_parallelism_2_restores_at_1_and_4() {
         .with_checkpoints(dir.path().join("checkpoints"), Duration::from_secs(60));
     order_metrics(&env, &input, &first).unwrap();
     let job = env.execute().unwrap();
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let savepoint = job.stop_with_savepoint().await.expect("a savepoint");
     job.wait().await.unwrap();
     assert!(savepoint.join("_metadata").exists());

@@ -249,7 +249,9 @@ impl OperatorTask {
                 }
                 Message::EndOfStream => watermarks.on_end_of_input(channel),
             };
-            if let Some(w) = forward {
+            // After the job's last checkpoint nothing may change the results
+            // it committed: an input's end is no reason to fire windows.
+            if let Some(w) = forward.filter(|_| last_checkpoint.is_none()) {
                 self.chain.watermark(w).await?;
             }
             // Aligned once every channel still open has delivered the barrier.

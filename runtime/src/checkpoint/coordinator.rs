@@ -100,7 +100,7 @@ impl Coordinator {
         })
     }
 
-    fn complete(&mut self, flight: InFlight) {
+    fn complete(&mut self, flight: InFlight) -> Option<PathBuf> {
         let id = flight.barrier.id;
         let mut operators = BTreeMap::new();
         for (name, mut subtasks) in flight.acks {
@@ -144,9 +144,11 @@ impl Coordinator {
             }
             Err(e) => tracing::warn!(checkpoint = id, "checkpoint failed: {e}"),
         }
+        let dir = result.as_ref().ok().cloned();
         if let Some(reply) = flight.reply {
             let _ = reply.send(result.map_err(|e| e.to_string()));
         }
+        dir
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
@@ -159,8 +161,27 @@ impl Coordinator {
         let mut waiting_savepoints: Vec<SavepointRequest> = Vec::new();
         let mut last_done = false;
         let mut savepoints_open = true;
+        let mut last_completed: Option<PathBuf> = None;
         loop {
             let all_finished = finished_sources >= sources;
+            // A stop with a savepoint after the last checkpoint has begun: that
+            // checkpoint (complete, and the job's last) answers it.
+            if last_done && let Some(i) = waiting_savepoints.iter().position(|r| r.stop) {
+                let request = waiting_savepoints.remove(i);
+                match (&mut in_flight, &last_completed) {
+                    (Some(f), _) if f.barrier.last && f.reply.is_none() => {
+                        f.reply = Some(request.reply)
+                    }
+                    (_, Some(dir)) => {
+                        let _ = request.reply.send(Ok(dir.clone()));
+                    }
+                    _ => {
+                        let _ = request
+                            .reply
+                            .send(Err("the job's last checkpoint failed".into()));
+                    }
+                }
+            }
             // The last checkpoint: once the sources are done, or to stop with a savepoint.
             let stop_request = waiting_savepoints.iter().position(|r| r.stop);
             if in_flight.is_none() && !last_done && (all_finished || stop_request.is_some()) {
@@ -220,7 +241,11 @@ impl Coordinator {
                                 f.received += 1;
                                 if f.received == expected {
                                     let f = in_flight.take().expect("in flight");
-                                    self.complete(f);
+                                    let last = f.barrier.last;
+                                    let dir = self.complete(f);
+                                    if last {
+                                        last_completed = dir;
+                                    }
                                 }
                             }
                         }
