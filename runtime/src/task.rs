@@ -77,15 +77,25 @@ impl SourceTask {
         let mut idle = false;
         let mut idle_deadline = Instant::now() + self.idle_timeout;
         let mut barriers = self.barriers.take();
+        let mut completed = self.chain.checkpoint_handle().map(|h| h.completed.clone());
+        let mut notified = completed.as_ref().map_or(0, |c| *c.borrow());
 
         let finished = loop {
             let poll = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break false,
+                id = checkpoint_completed(&mut completed) => {
+                    if id > notified {
+                        notified = id;
+                        self.chain.notify_checkpoint_complete(id).await?;
+                    }
+                    continue;
+                }
                 barrier = next_barrier(&mut barriers) => {
                     self.checkpoint(barrier).await?;
                     if barrier.last {
                         // Stopped with a savepoint: nothing after it is read.
+                        self.await_last_checkpoint(barrier.id, &mut completed, notified).await?;
                         return self.chain.end_of_input().await;
                     }
                     continue;
@@ -139,16 +149,53 @@ impl SourceTask {
             let _ = handle.reports.send(TaskReport::SourceFinished);
             loop {
                 let Some(rx) = barriers.as_mut() else { break };
-                let Some(barrier) = rx.recv().await else {
-                    break;
+                let barrier = tokio::select! {
+                    id = checkpoint_completed(&mut completed) => {
+                        if id > notified {
+                            notified = id;
+                            self.chain.notify_checkpoint_complete(id).await?;
+                        }
+                        continue;
+                    }
+                    barrier = rx.recv() => match barrier {
+                        Some(b) => b,
+                        None => break,
+                    },
                 };
                 self.checkpoint(barrier).await?;
                 if barrier.last {
+                    self.await_last_checkpoint(barrier.id, &mut completed, notified)
+                        .await?;
                     break;
                 }
             }
         }
         self.chain.end_of_input().await
+    }
+}
+
+impl SourceTask {
+    /// Waits until the job's last checkpoint is complete and lets the chain
+    /// commit: only then may the task end.
+    async fn await_last_checkpoint(
+        &mut self,
+        id: u64,
+        completed: &mut Option<watch::Receiver<u64>>,
+        notified: u64,
+    ) -> Result<(), NodeError> {
+        let Some(completed) = completed.as_mut() else {
+            return Ok(());
+        };
+        while *completed.borrow() < id {
+            if completed.changed().await.is_err() {
+                break;
+            }
+        }
+        let done = *completed.borrow();
+        if done >= id && done > notified {
+            self.chain.notify_checkpoint_complete(done).await?;
+        }
+        Ok(())
     }
 }
 

@@ -223,6 +223,24 @@ impl Source for Datagen {
         self.next_block += self.step;
         Ok(SourcePoll::Batch(batch))
     }
+
+    /// The next block to make (blocks are identical at any parallelism).
+    async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(Some(postcard::to_stdvec(&(self.step, self.next_block))?))
+    }
+
+    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        let [state] = &states[..] else {
+            return Err("datagen restores only at the parallelism it was checkpointed at".into());
+        };
+        let (step, next_block): (u64, u64) = postcard::from_bytes(state)
+            .map_err(|e| format!("a stored datagen position does not decode: {e}"))?;
+        if step != self.step {
+            return Err("datagen restores only at the parallelism it was checkpointed at".into());
+        }
+        self.next_block = next_block;
+        Ok(())
+    }
 }
 
 fn make_column(

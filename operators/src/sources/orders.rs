@@ -175,7 +175,7 @@ impl SourceSpec for OrdersSource {
 }
 
 /// An event waiting for its delivery time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Pending {
     delivery: i64,
     sequence: u64,
@@ -356,6 +356,33 @@ impl Source for OrdersGenerator {
             Some(batch) => SourcePoll::Batch(batch),
             None => SourcePoll::Finished,
         })
+    }
+
+    /// The next order to plan, and the planned events not yet delivered.
+    async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let pending: Vec<Pending> = self.pending.iter().map(|p| p.0).collect();
+        let state = (self.step, self.next_order, self.sequence, pending);
+        Ok(Some(postcard::to_stdvec(&state)?))
+    }
+
+    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        let [state] = &states[..] else {
+            return Err(
+                "the orders source restores only at the parallelism it was checkpointed at".into(),
+            );
+        };
+        let (step, next_order, sequence, pending): (u64, u64, u64, Vec<Pending>) =
+            postcard::from_bytes(state)
+                .map_err(|e| format!("a stored orders position does not decode: {e}"))?;
+        if step != self.step {
+            return Err(
+                "the orders source restores only at the parallelism it was checkpointed at".into(),
+            );
+        }
+        self.next_order = next_order;
+        self.sequence = sequence;
+        self.pending = pending.into_iter().map(Reverse).collect();
+        Ok(())
     }
 }
 
