@@ -3,6 +3,9 @@
 //! killed with SIGKILL at random moments and restarted; what it committed
 //! equals, row for row, what an uninterrupted run commits.
 
+mod common;
+
+use common::committed_rows;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,22 +13,6 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");
-
-/// Every committed row under `dir` (hidden in-progress and pending files are
-/// not results), sorted.
-fn committed_rows(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('_') || !name.ends_with(".jsonl") {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        rows.extend(text.lines().map(String::from));
-    }
-    rows.sort();
-    rows
-}
 
 /// How many result files have been committed so far.
 fn committed_files(output: &Path) -> usize {

@@ -1,29 +1,13 @@
 //! The orders and datagen sources resume from a savepoint exactly where they
 //! stopped: the rows committed across the two runs equal one uninterrupted run.
 
-use std::path::Path;
+mod common;
+
+use common::committed_rows;
 use std::time::Duration;
 
 use headwater::operators::sources::SourceSpec;
 use headwater::prelude::*;
-
-fn committed_rows(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('_') || !name.ends_with(".jsonl") {
-            continue;
-        }
-        rows.extend(
-            std::fs::read_to_string(entry.path())
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    rows.sort();
-    rows
-}
 
 async fn stop_and_resume<S: SourceSpec + Clone + 'static>(source: S) {
     let dir = tempfile::tempdir().unwrap();

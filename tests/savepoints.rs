@@ -2,6 +2,9 @@
 //! the file source's remaining ranges are redistributed, and the committed
 //! results equal those of an uninterrupted run.
 
+mod common;
+
+use common::committed_rows;
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,24 +12,6 @@ use headwater::StreamEnvironment;
 use headwater::jobs::order_metrics;
 
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");
-
-fn committed_rows(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('_') || !name.ends_with(".jsonl") {
-            continue;
-        }
-        rows.extend(
-            std::fs::read_to_string(entry.path())
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    rows.sort();
-    rows
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -4,72 +4,16 @@
 //! allowed lateness.
 
 mod common;
+mod window_support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMillisecondType};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use common::{VecSource, within};
 use headwater::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("key", DataType::Int64, false),
-        Field::new("ts", DataType::Int64, false),
-        Field::new("value", DataType::Int64, true),
-    ]))
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Event {
-    key: i64,
-    ts: i64,
-    value: i64,
-}
-
-/// `n` events over `keys` keys, time moving forward ~7 ms per event with up to
-/// `disorder` ms of jitter backwards, so rows arrive out of order.
-fn events(n: usize, keys: i64, disorder: i64, seed: u64) -> Vec<Event> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| Event {
-            key: rng.random_range(0..keys),
-            ts: 1_000 + i as i64 * 7 - rng.random_range(0..=disorder),
-            value: rng.random_range(-1000..1000),
-        })
-        .collect()
-}
-
-fn batch_of(events: &[Event]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.key))),
-            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.ts))),
-            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.value))),
-        ],
-    )
-    .unwrap()
-}
-
-/// Events in batches of `batch` rows, dealt round-robin to `p` source subtasks.
-fn source(events: &[Event], p: usize, batch: usize, out_of_orderness: Duration) -> VecSource {
-    let mut batches = vec![Vec::new(); p];
-    for (i, chunk) in events.chunks(batch).enumerate() {
-        batches[i % p].push(batch_of(chunk));
-    }
-    VecSource {
-        schema: schema(),
-        batches,
-        event_time: EventTimeSpec::column("ts", out_of_orderness),
-        then_wait: false,
-        name: "events".into(),
-    }
-}
+use window_support::{Event, batch_of, events, schema, source};
 
 /// One result row: (key, window start, window end) → (count, sum, min, max).
 type Results = BTreeMap<(i64, i64, i64), (i64, i64, i64, i64)>;

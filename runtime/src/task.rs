@@ -95,7 +95,7 @@ impl SourceTask {
                     self.checkpoint(barrier).await?;
                     if barrier.last {
                         // Stopped with a savepoint: nothing after it is read.
-                        self.await_last_checkpoint(barrier.id, &mut completed, notified).await?;
+                        await_last_checkpoint(&mut self.chain, barrier.id, &mut completed, notified).await?;
                         return self.chain.end_of_input().await;
                     }
                     continue;
@@ -164,7 +164,7 @@ impl SourceTask {
                 };
                 self.checkpoint(barrier).await?;
                 if barrier.last {
-                    self.await_last_checkpoint(barrier.id, &mut completed, notified)
+                    await_last_checkpoint(&mut self.chain, barrier.id, &mut completed, notified)
                         .await?;
                     break;
                 }
@@ -174,29 +174,27 @@ impl SourceTask {
     }
 }
 
-impl SourceTask {
-    /// Waits until the job's last checkpoint is complete and lets the chain
-    /// commit: only then may the task end.
-    async fn await_last_checkpoint(
-        &mut self,
-        id: u64,
-        completed: &mut Option<watch::Receiver<u64>>,
-        notified: u64,
-    ) -> Result<(), NodeError> {
-        let Some(completed) = completed.as_mut() else {
-            return Ok(());
-        };
-        while *completed.borrow() < id {
-            if completed.changed().await.is_err() {
-                break;
-            }
+/// Waits until checkpoint `id` (the job's last) is complete and lets the
+/// chain commit: only then may a task end.
+async fn await_last_checkpoint(
+    chain: &mut Chain,
+    id: u64,
+    completed: &mut Option<watch::Receiver<u64>>,
+    notified: u64,
+) -> Result<(), NodeError> {
+    let Some(completed) = completed.as_mut() else {
+        return Ok(());
+    };
+    while *completed.borrow() < id {
+        if completed.changed().await.is_err() {
+            break;
         }
-        let done = *completed.borrow();
-        if done >= id && done > notified {
-            self.chain.notify_checkpoint_complete(done).await?;
-        }
-        Ok(())
     }
+    let done = *completed.borrow();
+    if done >= id && done > notified {
+        chain.notify_checkpoint_complete(done).await?;
+    }
+    Ok(())
 }
 
 /// The next barrier from the coordinator; never, if the job takes no checkpoints.
@@ -231,39 +229,24 @@ impl OperatorTask {
         let mut alignment: Option<Alignment> = None;
         let mut last_checkpoint: Option<u64> = None;
         loop {
-            let next = match self.chain.next_processing_time() {
-                None => {
-                    tokio::select! {
-                        biased;
-                        // Commits first: a busy input must not hold them back.
-                        id = checkpoint_completed(&mut completed) => {
-                            if id > notified {
-                                notified = id;
-                                self.chain.notify_checkpoint_complete(id).await?;
-                            }
-                            continue;
-                        }
-                        next = self.gate.next() => next,
+            let timer = self
+                .chain
+                .next_processing_time()
+                .map(|at| std::time::Duration::from_millis((at - now_ms()).max(0) as u64));
+            let next = tokio::select! {
+                biased;
+                // Commits first: a busy input must not hold them back.
+                id = checkpoint_completed(&mut completed) => {
+                    if id > notified {
+                        notified = id;
+                        self.chain.notify_checkpoint_complete(id).await?;
                     }
+                    continue;
                 }
-                Some(at) => {
-                    let wait = std::time::Duration::from_millis((at - now_ms()).max(0) as u64);
-                    tokio::select! {
-                        biased;
-                        // Commits first: a busy input must not hold them back.
-                        id = checkpoint_completed(&mut completed) => {
-                            if id > notified {
-                                notified = id;
-                                self.chain.notify_checkpoint_complete(id).await?;
-                            }
-                            continue;
-                        }
-                        next = self.gate.next() => next,
-                        () = tokio::time::sleep(wait) => {
-                            self.chain.processing_time(now_ms()).await?;
-                            continue;
-                        }
-                    }
+                next = self.gate.next() => next,
+                () = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() => {
+                    self.chain.processing_time(now_ms()).await?;
+                    continue;
                 }
             }
             .map_err(|e| NodeError::new(head, e.into()))?;
@@ -315,16 +298,8 @@ impl OperatorTask {
             }
         }
         // Results are committed by the last checkpoint: end once it is complete.
-        if let (Some(id), Some(completed)) = (last_checkpoint, completed.as_mut()) {
-            while *completed.borrow() < id {
-                if completed.changed().await.is_err() {
-                    break;
-                }
-            }
-            let done = *completed.borrow();
-            if done >= id && done > notified {
-                self.chain.notify_checkpoint_complete(done).await?;
-            }
+        if let Some(id) = last_checkpoint {
+            await_last_checkpoint(&mut self.chain, id, &mut completed, notified).await?;
         }
         self.chain.end_of_input().await
     }

@@ -99,3 +99,23 @@ pub async fn within<T>(seconds: u64, f: impl std::future::Future<Output = T>) ->
         .await
         .expect("the job hung")
 }
+
+/// Every row of the committed result files under `dir` (hidden in-progress
+/// and pending files are not results), sorted.
+pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('_') || !name.ends_with(".jsonl") {
+            continue;
+        }
+        rows.extend(
+            std::fs::read_to_string(entry.path())
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
+    rows.sort();
+    rows
+}

@@ -5,6 +5,7 @@ pub mod file_splits;
 pub mod filesystem;
 pub mod orders;
 mod rate_limit;
+mod split_reader;
 
 use arrow::datatypes::SchemaRef;
 use headwater_runtime::EventTimeSpec;
