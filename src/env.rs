@@ -81,6 +81,13 @@ impl StreamEnvironment {
         self
     }
 
+    /// How a job with checkpoints restarts after a task fails (by default up
+    /// to 3 times in a row, 1 s apart, from the latest checkpoint).
+    pub fn with_restart_strategy(self, strategy: headwater_runtime::RestartStrategy) -> Self {
+        self.builder().config.restart = strategy;
+        self
+    }
+
     /// Starts from a savepoint (or checkpoint) directory.
     pub fn from_savepoint(self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.builder().config.restore_from = Some(dir.into());

@@ -58,7 +58,9 @@ pub mod prelude {
     pub use headwater_operators::sources::filesystem::FileSource;
     pub use headwater_operators::sources::orders::OrdersSource;
     pub use headwater_operators::window::{Cumulating, Hopping, Session, Tumbling, WindowKind};
-    pub use headwater_runtime::{EventTimeSpec, JobConfig, JobError, JobHandle, JobResult};
+    pub use headwater_runtime::{
+        EventTimeSpec, JobConfig, JobError, JobHandle, JobResult, RestartStrategy,
+    };
 
     pub use crate::typed::{FiredTimer, KeyedProcessFunction, ProcessContext, TimeDomain};
     pub use crate::{

@@ -65,6 +65,14 @@ struct RunOptions {
     /// Where keyed state lives while the job runs (a temporary directory if not set).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
+    /// With checkpoints: restarts from the latest checkpoint after a task
+    /// fails, in a row (a completed checkpoint starts the count again); 0 fails
+    /// the job at the first failure.
+    #[arg(long, global = true, default_value_t = 3)]
+    restart_attempts: u32,
+    /// The wait before such a restart.
+    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
+    restart_delay: std::time::Duration,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -130,6 +138,13 @@ async fn run_job(job: Job, run: RunOptions) -> anyhow::Result<()> {
     if let Some(dir) = &run.from_savepoint {
         env = env.from_savepoint(dir);
     }
+    env = env.with_restart_strategy(match run.restart_attempts {
+        0 => RestartStrategy::None,
+        attempts => RestartStrategy::FixedDelay {
+            attempts,
+            delay: run.restart_delay,
+        },
+    });
     if let Some(dir) = &run.state_dir {
         let mut config = env.config();
         config.state_dir = Some(dir.clone());

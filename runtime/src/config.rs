@@ -29,6 +29,48 @@ pub struct JobConfig {
     /// A checkpoint or savepoint directory to start from. Without it, a job
     /// with checkpoints resumes from the newest complete one in its directory.
     pub restore_from: Option<PathBuf>,
+    /// What happens when a task fails while the job has checkpoints: every
+    /// task restarts from the latest complete checkpoint, this many times.
+    /// Without checkpoints a failed job fails (a restart would replay its
+    /// input into sinks that have already written it).
+    pub restart: RestartStrategy,
+}
+
+/// How a failed job with checkpoints is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// The first failure fails the job.
+    None,
+    /// Restart after `delay`, at most `attempts` times in a row: a checkpoint
+    /// completed after a restart shows progress, and starts the count again.
+    FixedDelay { attempts: u32, delay: Duration },
+}
+
+impl RestartStrategy {
+    /// The number of restarts allowed in a row.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            RestartStrategy::None => 0,
+            RestartStrategy::FixedDelay { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The wait before a restart.
+    pub fn delay(&self) -> Duration {
+        match self {
+            RestartStrategy::None => Duration::ZERO,
+            RestartStrategy::FixedDelay { delay, .. } => *delay,
+        }
+    }
+}
+
+impl Default for RestartStrategy {
+    fn default() -> Self {
+        RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for JobConfig {
@@ -42,6 +84,7 @@ impl Default for JobConfig {
             state_memory_limit: 256 << 20,
             checkpoint: None,
             restore_from: None,
+            restart: RestartStrategy::default(),
         }
     }
 }

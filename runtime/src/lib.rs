@@ -31,7 +31,7 @@ mod task;
 pub mod time;
 pub mod watermarks;
 
-pub use config::JobConfig;
+pub use config::{JobConfig, RestartStrategy};
 pub use error::{BoxError, JobError, RuntimeError};
 pub use graph::{JobGraph, NodeId, Partitioning};
 pub use job::{JobHandle, JobResult, start};

@@ -32,6 +32,8 @@ pub(crate) struct SourceTask {
     pub stop: CancellationToken,
     /// Checkpoint barriers from the coordinator, if the job takes checkpoints.
     pub barriers: Option<mpsc::Receiver<Barrier>>,
+    /// Set once the missing position has been warned about.
+    pub warned_no_position: bool,
 }
 
 impl SourceTask {
@@ -43,6 +45,16 @@ impl SourceTask {
             .await
             .map_err(|e| NodeError::new(self.node, e))?;
         let s = &self.ctx.subtask;
+        if blob.is_none() && !self.warned_no_position {
+            self.warned_no_position = true;
+            tracing::warn!(
+                source = %s.operator,
+                subtask = s.index,
+                "the source records no position in checkpoints (its Source does not \
+                 implement snapshot_state): a restore reads it again from its beginning, \
+                 so its rows may be counted twice"
+            );
+        }
         let head = PendingState {
             operator: s.operator.clone(),
             index: s.index,
@@ -62,6 +74,14 @@ impl SourceTask {
             let states = plan
                 .operator_states(&s.operator, s.index, s.parallelism)
                 .map_err(|e| at(e.into()))?;
+            if states.is_empty() {
+                tracing::warn!(
+                    source = %s.operator,
+                    subtask = s.index,
+                    checkpoint = plan.id(),
+                    "the checkpoint holds no position for this source: it starts from its beginning"
+                );
+            }
             self.source.restore_state(states).await.map_err(at)?;
         }
         self.chain.open().await?;

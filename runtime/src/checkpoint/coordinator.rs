@@ -63,7 +63,8 @@ pub(crate) struct Coordinator {
     pub operators: BTreeMap<String, usize>,
     pub max_parallelism: u32,
     pub completed: watch::Sender<u64>,
-    pub savepoints: mpsc::Receiver<SavepointRequest>,
+    /// Shared by the attempts of a job; the running coordinator holds it.
+    pub savepoints: Arc<tokio::sync::Mutex<mpsc::Receiver<SavepointRequest>>>,
     pub next_id: u64,
 }
 
@@ -152,6 +153,10 @@ impl Coordinator {
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let mut savepoints = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            guard = self.savepoints.clone().lock_owned() => guard,
+        };
         let mut timer = tokio::time::interval(self.config.interval);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer.tick().await; // the first tick is immediate: skip it
@@ -210,7 +215,7 @@ impl Coordinator {
                 _ = timer.tick(), if in_flight.is_none() && !all_finished && !last_done => {
                     in_flight = self.trigger(false, false);
                 }
-                request = self.savepoints.recv(), if savepoints_open => match request {
+                request = savepoints.recv(), if savepoints_open => match request {
                     Some(r) => waiting_savepoints.push(r),
                     None => savepoints_open = false,
                 },
