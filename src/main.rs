@@ -25,6 +25,14 @@ enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+    /// Runs a SQL script: its INSERT INTO and SELECT statements as one job.
+    /// Over bounded sources it ends by itself; otherwise it runs until Ctrl-C.
+    Run {
+        /// The script (CREATE TABLE, INSERT INTO .. SELECT, SELECT, EXPLAIN).
+        script: PathBuf,
+        #[command(flatten)]
+        run: RunOptions,
+    },
     /// Runs a built-in job.
     Job {
         #[command(subcommand)]
@@ -126,36 +134,71 @@ async fn main() -> anyhow::Result<()> {
                     output,
                 },
         } => generate_orders(orders, seed, duplicate_rate, output).await,
+        Command::Run { script, run } => run_script(&script, run).await,
         Command::Job { job, run } => run_job(job, run).await,
     }
 }
 
+impl RunOptions {
+    fn job_config(&self) -> JobConfig {
+        JobConfig {
+            default_parallelism: self.parallelism.max(1),
+            checkpoint: self.checkpoint_dir.as_ref().map(|dir| {
+                headwater::runtime::checkpoint::CheckpointConfig::new(dir, self.checkpoint_interval)
+            }),
+            restore_from: self.from_savepoint.clone(),
+            state_dir: self.state_dir.clone(),
+            restart: match self.restart_attempts {
+                0 => RestartStrategy::None,
+                attempts => RestartStrategy::FixedDelay {
+                    attempts,
+                    delay: self.restart_delay,
+                },
+            },
+            ..JobConfig::default()
+        }
+    }
+}
+
+async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(script)
+        .with_context(|| format!("reading {}", script.display()))?;
+    let name = script
+        .file_stem()
+        .map_or("sql-job".into(), |s| s.to_string_lossy().into_owned());
+    let options = headwater::sql::SqlOptions {
+        name,
+        parallelism: run.parallelism.max(1),
+    };
+    let job = match headwater::sql::plan_script(&text, &options).await {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("error: {}: {e}", script.display());
+            std::process::exit(1);
+        }
+    };
+    for explain in &job.explains {
+        println!("{explain}");
+    }
+    if job.pipelines == 0 {
+        return Ok(());
+    }
+    let handle = headwater::runtime::start(job.graph, run.job_config())?;
+    wait_for(handle).await
+}
+
 async fn run_job(job: Job, run: RunOptions) -> anyhow::Result<()> {
-    let mut env = StreamEnvironment::new().with_parallelism(run.parallelism);
-    if let Some(dir) = &run.checkpoint_dir {
-        env = env.with_checkpoints(dir, run.checkpoint_interval);
-    }
-    if let Some(dir) = &run.from_savepoint {
-        env = env.from_savepoint(dir);
-    }
-    env = env.with_restart_strategy(match run.restart_attempts {
-        0 => RestartStrategy::None,
-        attempts => RestartStrategy::FixedDelay {
-            attempts,
-            delay: run.restart_delay,
-        },
-    });
-    if let Some(dir) = &run.state_dir {
-        let mut config = env.config();
-        config.state_dir = Some(dir.clone());
-        env = StreamEnvironment::with_config(config);
-    }
+    let env = StreamEnvironment::with_config(run.job_config());
     match job {
         Job::OrderMetrics { input, output } => {
             headwater::jobs::order_metrics(&env, &input, &output)?;
         }
     }
-    let job = env.execute()?;
+    wait_for(env.execute()?).await
+}
+
+/// Runs a job to its end; Ctrl-C stops it gracefully.
+async fn wait_for(job: JobHandle) -> anyhow::Result<()> {
     let stop = job.stop_token();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

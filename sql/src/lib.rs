@@ -1,9 +1,22 @@
-//! Headwater's SQL layer: DDL, and a streaming planner that rewrites DataFusion
-//! logical plans into Headwater dataflows through DataFusion's extension points.
+//! Headwater's SQL layer: a script of `CREATE TABLE`, `INSERT INTO .. SELECT`,
+//! `SELECT` and `EXPLAIN` statements, planned by DataFusion and rewritten
+//! into a Headwater dataflow through DataFusion's extension points (table
+//! providers, table functions, the logical plan), with no fork.
 //!
-//! The planner arrives with the SQL issue. Until then, the layer only fixes its
-//! place in the dependency order (`headwater` -> `sql` -> `operators` -> `runtime`)
-//! and re-exports the pieces it will plan into.
+//! A row's way: [`script`] splits the text and lifts Flink-only syntax out,
+//! [`ddl`] reads tables, [`connectors`] makes their sources and sinks,
+//! [`planner`] turns each query's logical plan into operators.
+
+pub mod batch;
+pub mod catalog;
+pub mod connectors;
+pub mod ddl;
+pub mod error;
+pub mod planner;
+pub mod script;
+
+pub use error::{Position, SqlError};
+pub use planner::{SqlJob, SqlOptions, plan_script};
 
 pub use headwater_operators as operators;
 pub use headwater_runtime as runtime;

@@ -1,8 +1,10 @@
 //! Grouping keys: the key columns of a batch as byte rows, their key groups,
 //! and a table that numbers the distinct keys it has seen.
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::FieldRef;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, FieldRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use headwater_runtime::key_groups::{KeyGroup, key_group_of};
@@ -26,13 +28,17 @@ pub struct BatchKeys {
 
 impl KeyCodec {
     /// `columns` are the indices of the key columns in the input, `fields` their fields.
+    /// With no key columns every row has one and the same key.
     pub fn new(columns: Vec<usize>, fields: Vec<FieldRef>, max_parallelism: u32) -> Result<Self> {
-        let converter = RowConverter::new(
-            fields
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let mut sort_fields: Vec<SortField> = fields
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        if sort_fields.is_empty() {
+            // Arrow's row format needs a column: a constant stands in.
+            sort_fields.push(SortField::new(DataType::Boolean));
+        }
+        let converter = RowConverter::new(sort_fields)?;
         Ok(KeyCodec {
             columns,
             converter,
@@ -43,11 +49,14 @@ impl KeyCodec {
     /// The keys of every row of `batch`. The hash is the one the exchange
     /// used, so each key group is one this subtask owns.
     pub fn keys(&self, batch: &RecordBatch) -> Result<BatchKeys> {
-        let columns: Vec<ArrayRef> = self
+        let mut columns: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
+        if columns.is_empty() {
+            columns.push(Arc::new(BooleanArray::from(vec![true; batch.num_rows()])));
+        }
         let rows = self.converter.convert_columns(&columns)?;
         let mut hashes = Vec::new();
         hash_columns(&columns, batch.num_rows(), &mut hashes)?;
@@ -66,7 +75,11 @@ impl KeyCodec {
     pub fn decode<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
         let parser = self.converter.parser();
         let rows: Vec<_> = keys.into_iter().map(|k| parser.parse(k)).collect();
-        Ok(self.converter.convert_rows(rows)?)
+        let mut columns = self.converter.convert_rows(rows)?;
+        if self.columns.is_empty() {
+            columns.clear(); // the stand-in is not a column of the results
+        }
+        Ok(columns)
     }
 }
 

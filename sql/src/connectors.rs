@@ -1,0 +1,301 @@
+//! Connector options of `CREATE TABLE .. WITH (..)`, turned into the sources
+//! and sinks of the operators crate. Option names follow Flink's.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use headwater_operators::DecodeErrorPolicy;
+use headwater_operators::formats::LineFormat;
+use headwater_operators::sinks::{BlackholeSink, FileSink, SinkSpec, StdoutSink};
+use headwater_operators::sources::SourceSpec;
+use headwater_operators::sources::datagen::{DatagenSource, FieldGen};
+use headwater_operators::sources::filesystem::FileSource;
+use headwater_operators::sources::orders::{OrdersSource, order_schema};
+use headwater_runtime::EventTimeSpec;
+
+use crate::ddl::{Options, TableDef};
+use crate::error::SqlError;
+
+/// A table read as a source: its connector, and the dead-letter directory
+/// if bad rows go there.
+pub struct SourceTable {
+    pub spec: Box<dyn SourceSpec>,
+    /// The connector's own columns, when it makes more than the table declares.
+    pub produces: SchemaRef,
+    pub event_time: EventTimeSpec,
+    pub dead_letters: Option<std::path::PathBuf>,
+}
+
+/// The source of `table`.
+pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
+    let connector = table.connector()?;
+    let options = &table.options;
+    let event_time = match &table.watermark {
+        Some((column, delay)) => EventTimeSpec::column(column, *delay),
+        None => EventTimeSpec::ArrivalTime,
+    };
+    let mut dead_letters = None;
+    let spec: Box<dyn SourceSpec> = match connector.value.to_lowercase().as_str() {
+        "filesystem" => {
+            options.check_known(
+                "filesystem",
+                &[
+                    "connector",
+                    "path",
+                    "format",
+                    "csv.field-delimiter",
+                    "csv.ignore-first-line",
+                    "json.ignore-parse-errors",
+                    "csv.ignore-parse-errors",
+                    "decode-error",
+                    "decode-error.path",
+                ],
+            )?;
+            let path = &options.require("path", "the filesystem connector")?.value;
+            let format = line_format(options)?;
+            let policy = decode_policy(options)?;
+            if policy == DecodeErrorPolicy::DeadLetter {
+                let dir = options.require(
+                    "decode-error.path",
+                    "'decode-error' = 'dlq' (where the bad rows go)",
+                )?;
+                dead_letters = Some(dir.value.clone().into());
+            }
+            let mut source = FileSource::json(path, table.schema.clone())
+                .with_event_time(event_time.clone())
+                .on_decode_error(policy);
+            source.format = format;
+            Box::new(source)
+        }
+        "datagen" => Box::new(datagen(table, event_time.clone())?),
+        "orders" => {
+            options.check_known(
+                "orders",
+                &["connector", "seed", "number-of-orders", "events-per-second", "duplicate-rate"],
+            )?;
+            let mut source = OrdersSource::new(options.number("seed")?.unwrap_or(0));
+            if let Some(n) = options.number("number-of-orders")? {
+                source = source.orders(n);
+            }
+            if let Some(rate) = options.number("events-per-second")? {
+                source = source.events_per_second(rate);
+            }
+            if let Some(rate) = options.number("duplicate-rate")? {
+                source = source.duplicate_rate(rate);
+            }
+            check_columns_of(table, &order_schema(), "orders")?;
+            Box::new(source)
+        }
+        "print" | "blackhole" => {
+            return Err(SqlError::invalid(
+                connector.at,
+                format!(
+                    "table `{}` is a {} sink: it cannot be read",
+                    table.name, connector.value
+                ),
+            ));
+        }
+        other => return Err(unknown_connector(connector.at, other)),
+    };
+    Ok(SourceTable {
+        produces: spec.schema(),
+        spec,
+        event_time,
+        dead_letters,
+    })
+}
+
+/// The sink of `table`.
+pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
+    let connector = table.connector()?;
+    let options = &table.options;
+    Ok(match connector.value.to_lowercase().as_str() {
+        "filesystem" => {
+            options.check_known("filesystem", &["connector", "path", "format"])?;
+            let path = &options.require("path", "the filesystem connector")?.value;
+            let format = options.require("format", "the filesystem connector")?;
+            if !format.value.eq_ignore_ascii_case("json") {
+                return Err(SqlError::unsupported(
+                    format.at,
+                    format!("the filesystem sink writes 'json', not '{}'", format.value),
+                ));
+            }
+            Box::new(FileSink::json(path))
+        }
+        "print" => {
+            options.check_known("print", &["connector", "format"])?;
+            match options.get("format").map(|f| f.value.to_lowercase()) {
+                Some(f) if f == "table" => Box::new(StdoutSink::table()),
+                _ => Box::new(StdoutSink::json()),
+            }
+        }
+        "blackhole" => {
+            options.check_known("blackhole", &["connector"])?;
+            Box::new(BlackholeSink)
+        }
+        "datagen" | "orders" => {
+            return Err(SqlError::invalid(
+                connector.at,
+                format!(
+                    "table `{}` is a {} source: it cannot be written",
+                    table.name, connector.value
+                ),
+            ));
+        }
+        other => return Err(unknown_connector(connector.at, other)),
+    })
+}
+
+fn unknown_connector(at: crate::error::Position, name: &str) -> SqlError {
+    SqlError::invalid(
+        at,
+        format!(
+            "unknown connector '{name}': use filesystem, datagen, orders, print or blackhole \
+             (Kafka comes in its own release)"
+        ),
+    )
+}
+
+fn line_format(options: &Options) -> Result<LineFormat, SqlError> {
+    let format = options.require("format", "the filesystem connector")?;
+    match format.value.to_lowercase().as_str() {
+        "json" => Ok(LineFormat::Json),
+        "csv" => {
+            let delimiter = match options.get("csv.field-delimiter") {
+                None => b',',
+                Some(d) if d.value.len() == 1 => d.value.as_bytes()[0],
+                Some(d) if d.value == "\\t" => b'\t',
+                Some(d) => {
+                    return Err(SqlError::invalid(
+                        d.at,
+                        format!("'csv.field-delimiter' is one character, not `{}`", d.value),
+                    ));
+                }
+            };
+            Ok(LineFormat::Csv {
+                delimiter,
+                has_header: options.flag("csv.ignore-first-line")?.unwrap_or(false),
+            })
+        }
+        other => Err(SqlError::unsupported(
+            format.at,
+            format!("format '{other}' is not supported: use 'json' or 'csv'"),
+        )),
+    }
+}
+
+/// `'decode-error' = 'fail' | 'skip' | 'dlq'`, or Flink's `'json.ignore-parse-errors' = 'true'`.
+fn decode_policy(options: &Options) -> Result<DecodeErrorPolicy, SqlError> {
+    if let Some(v) = options.get("decode-error") {
+        return v
+            .value
+            .parse()
+            .map_err(|e: headwater_operators::OperatorError| SqlError::invalid(v.at, e.to_string()));
+    }
+    let ignore = options.flag("json.ignore-parse-errors")?.unwrap_or(false)
+        || options.flag("csv.ignore-parse-errors")?.unwrap_or(false);
+    Ok(if ignore {
+        DecodeErrorPolicy::Skip
+    } else {
+        DecodeErrorPolicy::Fail
+    })
+}
+
+/// Flink's datagen options: `number-of-rows`, `rows-per-second`, and per
+/// field `fields.<f>.kind` (`random` or `sequence`), `.min`, `.max`,
+/// `.length`, `.start`, `.end`; plus `seed`.
+fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource, SqlError> {
+    let options = &table.options;
+    options.check_known(
+        "datagen",
+        &["connector", "number-of-rows", "rows-per-second", "seed", "fields.*"],
+    )?;
+    let mut source = DatagenSource::new(table.schema.clone());
+    source.event_time = event_time;
+    if let Some(seed) = options.number("seed")? {
+        source = source.seed(seed);
+    }
+    if let Some(rate) = options.number::<f64>("rows-per-second")? {
+        source = source.rows_per_second(rate);
+    }
+    let mut rows = options.number::<u64>("number-of-rows")?;
+    for (key, value) in &options.values {
+        let Some(rest) = key.strip_prefix("fields.") else {
+            continue;
+        };
+        let Some((field, _)) = rest.rsplit_once('.') else {
+            return Err(SqlError::invalid(value.at, format!("option '{key}': expected fields.<column>.<setting>")));
+        };
+        if table.schema.field_with_name(field).is_err() {
+            return Err(SqlError::invalid(
+                value.at,
+                format!("option '{key}': table `{}` has no column `{field}`", table.name),
+            ));
+        }
+    }
+    for field in table.schema.fields() {
+        let name = field.name();
+        let key = |s: &str| format!("fields.{name}.{s}");
+        let kind = options.get(&key("kind")).map(|k| k.value.to_lowercase());
+        let generator = match kind.as_deref() {
+            Some("sequence") => {
+                let start: i64 = options.number(&key("start"))?.unwrap_or(0);
+                if let Some(end) = options.number::<i64>(&key("end"))? {
+                    let count = (end - start + 1).max(0) as u64;
+                    rows = Some(rows.map_or(count, |r| r.min(count)));
+                }
+                FieldGen::Sequence { start, step: 1 }
+            }
+            None | Some("random") => {
+                let min = options.number::<f64>(&key("min"))?;
+                let max = options.number::<f64>(&key("max"))?;
+                let length = options.number::<usize>(&key("length"))?.unwrap_or(10);
+                FieldGen::Random { min, max, length }
+            }
+            Some(other) => {
+                let at = options.get(&key("kind")).map_or(options.at, |v| v.at);
+                return Err(SqlError::invalid(
+                    at,
+                    format!("option '{}': `{other}` is not random or sequence", key("kind")),
+                ));
+            }
+        };
+        source = source.field(name.clone(), generator);
+    }
+    if let Some(rows) = rows {
+        source = source.row_count(rows);
+    }
+    source.validate().map_err(|e| SqlError::invalid(options.at, e.to_string()))?;
+    Ok(source)
+}
+
+/// A generator table may declare some of the generator's columns, with their types.
+fn check_columns_of(table: &TableDef, produced: &SchemaRef, connector: &str) -> Result<(), SqlError> {
+    for field in table.schema.fields() {
+        match produced.field_with_name(field.name()) {
+            Ok(p) if p.data_type() == field.data_type() => {}
+            Ok(p) => {
+                return Err(SqlError::invalid(
+                    table.at,
+                    format!(
+                        "column `{}` of the {connector} connector is {}, not {}",
+                        field.name(),
+                        p.data_type(),
+                        field.data_type()
+                    ),
+                ));
+            }
+            Err(_) => {
+                let names: Vec<_> = produced.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(SqlError::invalid(
+                    table.at,
+                    format!(
+                        "the {connector} connector has no column `{}`; it has {}",
+                        field.name(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+

@@ -1,0 +1,186 @@
+//! The dataflow a script builds: a job graph, and streams between its nodes.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::Expr;
+use headwater_operators::decode_error::{DEAD_LETTER_OUTPUT, dead_letter_schema};
+use headwater_operators::sinks::{FileSink, SinkSpec};
+use headwater_operators::transform::{Filter, Project, Union};
+use headwater_runtime::graph::{Edge, OperatorFactory};
+use headwater_runtime::time::schema_with_event_time;
+use headwater_runtime::{JobGraph, NodeId, Operator, Partitioning};
+
+use crate::connectors::SourceTable;
+
+/// The output of one node, and how the next node receives it.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub node: NodeId,
+    /// The rows' columns and the event-time column.
+    pub schema: SchemaRef,
+    pub partitioning: Partitioning,
+}
+
+/// A job graph under construction.
+pub struct Dataflow {
+    pub graph: JobGraph,
+    pub parallelism: usize,
+}
+
+impl Dataflow {
+    pub fn new(name: &str, parallelism: usize) -> Self {
+        Dataflow {
+            graph: JobGraph::new(name),
+            parallelism: parallelism.max(1),
+        }
+    }
+
+    fn unique_name(&self, base: &str) -> String {
+        if !self.graph.has_node(base) {
+            return base.to_string();
+        }
+        (2..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.graph.has_node(n))
+            .expect("an unused name")
+    }
+
+    /// Adds a source reading `table`; its dead letters go to their directory.
+    pub fn source(&mut self, name: &str, table: &SourceTable) -> Result<Stream, String> {
+        let name = self.unique_name(name);
+        let node = self
+            .graph
+            .add_source(&name, self.parallelism, table.event_time.clone(), table.spec.factory())
+            .map_err(|e| e.to_string())?;
+        if let Some(dir) = &table.dead_letters {
+            let letters = Stream {
+                node,
+                schema: schema_with_event_time(&dead_letter_schema()),
+                partitioning: Partitioning::Forward,
+            };
+            self.sink_from(letters, Some(DEAD_LETTER_OUTPUT), &FileSink::json(dir), &format!("{name}_dead_letters"))?;
+        }
+        Ok(Stream {
+            node,
+            schema: schema_with_event_time(&table.produces),
+            partitioning: Partitioning::Forward,
+        })
+    }
+
+    /// Adds an operator fed by `input`.
+    pub fn then(
+        &mut self,
+        input: Stream,
+        name: &str,
+        schema: SchemaRef,
+        parallelism: Option<usize>,
+        factory: OperatorFactory,
+    ) -> Result<Stream, String> {
+        self.then_from(input, None, name, schema, parallelism, factory)
+    }
+
+    fn then_from(
+        &mut self,
+        input: Stream,
+        side_output: Option<&str>,
+        name: &str,
+        schema: SchemaRef,
+        parallelism: Option<usize>,
+        factory: OperatorFactory,
+    ) -> Result<Stream, String> {
+        let name = self.unique_name(name);
+        let upstream = self.graph.node(input.node).parallelism;
+        let parallelism = parallelism.unwrap_or(match input.partitioning {
+            Partitioning::Forward => upstream,
+            _ => self.parallelism,
+        });
+        let node = self
+            .graph
+            .add_operator(&name, parallelism, factory)
+            .map_err(|e| e.to_string())?;
+        self.connect(&input, side_output, node)?;
+        Ok(Stream {
+            node,
+            schema,
+            partitioning: Partitioning::Forward,
+        })
+    }
+
+    fn connect(&mut self, input: &Stream, side_output: Option<&str>, to: NodeId) -> Result<(), String> {
+        let mut partitioning = input.partitioning.clone();
+        if partitioning == Partitioning::Forward
+            && self.graph.node(input.node).parallelism != self.graph.node(to).parallelism
+        {
+            partitioning = Partitioning::Rebalance;
+        }
+        self.graph
+            .add_edge(Edge {
+                from: input.node,
+                side_output: side_output.map(String::from),
+                to,
+                to_input: 0,
+                partitioning,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn project(&mut self, input: Stream, exprs: &[Expr]) -> Result<Stream, String> {
+        let project = Project::try_new(exprs, &input.schema).map_err(|e| e.to_string())?;
+        let schema = project.schema();
+        self.then(
+            input,
+            "select",
+            schema,
+            None,
+            Arc::new(move |_| Ok(Box::new(project.clone()) as Box<dyn Operator>)),
+        )
+    }
+
+    pub fn filter(&mut self, input: Stream, predicate: &Expr) -> Result<Stream, String> {
+        let filter = Filter::try_new(predicate, &input.schema).map_err(|e| e.to_string())?;
+        let schema = input.schema.clone();
+        self.then(
+            input,
+            "filter",
+            schema,
+            None,
+            Arc::new(move |_| Ok(Box::new(filter.clone()) as Box<dyn Operator>)),
+        )
+    }
+
+    pub fn union(&mut self, inputs: Vec<Stream>) -> Result<Stream, String> {
+        let mut inputs = inputs.into_iter();
+        let first = inputs.next().ok_or("a union of nothing")?;
+        let schema = first.schema.clone();
+        let union = self.then(
+            first,
+            "union",
+            schema,
+            None,
+            Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
+        )?;
+        for input in inputs {
+            self.connect(&input, None, union.node)?;
+        }
+        Ok(union)
+    }
+
+    /// Writes `input` to a sink.
+    pub fn sink(&mut self, input: Stream, spec: &dyn SinkSpec, name: &str) -> Result<(), String> {
+        self.sink_from(input, None, spec, name)
+    }
+
+    fn sink_from(
+        &mut self,
+        input: Stream,
+        side_output: Option<&str>,
+        spec: &dyn SinkSpec,
+        name: &str,
+    ) -> Result<(), String> {
+        let factory = spec.factory(&input.schema).map_err(|e| e.to_string())?;
+        let schema = input.schema.clone();
+        self.then_from(input, side_output, name, schema, None, factory)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! A script, statement by statement, into one dataflow: `CREATE TABLE`
+//! declares, `INSERT INTO sink SELECT ..` adds a pipeline ending in the sink,
+//! a bare `SELECT ..` one ending in standard output, and `EXPLAIN ..` shows
+//! the dataflow of its statement instead of running it.
+
+mod dataflow;
+mod query;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser;
+use headwater_operators::sinks::StdoutSink;
+use headwater_runtime::JobGraph;
+use headwater_runtime::plan::PhysicalPlan;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+
+use crate::catalog::{DeclaredTable, Tables, WindowFunction, WindowTableFunction, downcast};
+use crate::connectors;
+use crate::ddl::TableDef;
+use crate::error::SqlError;
+use crate::script::{ScriptStatement, read_script};
+use dataflow::Dataflow;
+
+/// How a script's job runs.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// The job's name, in logs and metrics.
+    pub name: String,
+    /// The parallelism of sources and keyed operators.
+    pub parallelism: usize,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        SqlOptions {
+            name: "sql-job".into(),
+            parallelism: 1,
+        }
+    }
+}
+
+/// A planned script: the job to run, and what its `EXPLAIN`s print.
+#[derive(Debug)]
+pub struct SqlJob {
+    pub graph: JobGraph,
+    /// One text per `EXPLAIN`, in order.
+    pub explains: Vec<String>,
+    /// Pipelines the job runs (each `INSERT` and bare `SELECT`).
+    pub pipelines: usize,
+}
+
+/// A DataFusion session that knows the window table functions, with spans
+/// collected so that errors have places.
+pub fn session(tables: &Tables) -> SessionContext {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.collect_spans = true;
+    config.options_mut().sql_parser.enable_ident_normalization = true;
+    let ctx = SessionContext::new_with_config(config);
+    for function in WindowFunction::ALL {
+        // DataFusion looks table functions up by the name as written.
+        let name = function.name();
+        for spelling in [name.to_string(), name.to_uppercase()] {
+            ctx.register_udtf(
+                &spelling,
+                Arc::new(WindowTableFunction {
+                    function,
+                    tables: tables.clone(),
+                }),
+            );
+        }
+    }
+    ctx
+}
+
+/// Plans every statement of `sql` into one job. Nothing runs: a statement
+/// that is wrong or not supported fails here, with its place.
+pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlError> {
+    let tables: Tables = Arc::new(Mutex::new(HashMap::new()));
+    let ctx = session(&tables);
+    let mut dataflow = Dataflow::new(&options.name, options.parallelism);
+    let mut explains = Vec::new();
+    let mut pipelines = 0;
+    for statement in read_script(sql)? {
+        let lead = statement.lead.as_str();
+        if lead.starts_with("CREATE TABLE") || lead.starts_with("CREATE TEMPORARY TABLE") {
+            let def = TableDef::from_statement(&statement, &ctx)?;
+            let name = def.name.clone();
+            if tables.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&name) {
+                return Err(SqlError::invalid(statement.start, format!("table `{name}` is already declared")));
+            }
+            let provider = Arc::new(DeclaredTable { def });
+            ctx.register_table(&name, provider.clone())
+                .map_err(|e| SqlError::datafusion(e, statement.start))?;
+            tables.lock().unwrap_or_else(|e| e.into_inner()).insert(name, provider);
+        } else if lead.starts_with("EXPLAIN") {
+            let mut scratch = Dataflow::new(&options.name, options.parallelism);
+            let inner = explained(&statement);
+            pipeline(&ctx, &mut scratch, &inner).await?;
+            explains.push(PhysicalPlan::new(&scratch.graph).to_string());
+        } else if lead.starts_with("INSERT") || lead.starts_with("SELECT") || lead.starts_with("WITH") {
+            pipeline(&ctx, &mut dataflow, &statement).await?;
+            pipelines += 1;
+        } else {
+            return Err(SqlError::unsupported(
+                statement.start,
+                format!(
+                    "`{}` is not supported in a job script: use CREATE TABLE, INSERT INTO .. SELECT, SELECT or EXPLAIN",
+                    if lead.is_empty() { "this statement" } else { lead }
+                ),
+            ));
+        }
+    }
+    Ok(SqlJob {
+        graph: dataflow.graph,
+        explains,
+        pipelines,
+    })
+}
+
+/// The statement an `EXPLAIN` is about.
+fn explained(statement: &ScriptStatement) -> ScriptStatement {
+    let mut inner = statement.clone();
+    let first = &statement.tokens[0];
+    let line_start: usize = inner.text.split_inclusive('\n').take(first.span.start.line as usize - 1).map(str::len).sum();
+    let from = line_start + inner.text[line_start..].char_indices().nth(first.span.start.column as usize - 1).map_or(0, |(i, _)| i);
+    inner.text.replace_range(from..from + "EXPLAIN".len(), "       ");
+    inner.tokens.remove(0);
+    inner.lead = inner
+        .tokens
+        .iter()
+        .take(2)
+        .filter_map(|t| match &t.token {
+            sqlparser::tokenizer::Token::Word(w) => Some(w.value.to_uppercase()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(t) = inner.tokens.first() {
+        inner.start = t.span.start.into();
+    }
+    inner
+}
+
+/// Plans one `INSERT INTO .. SELECT` or `SELECT` into `dataflow`.
+async fn pipeline(
+    ctx: &SessionContext,
+    dataflow: &mut Dataflow,
+    statement: &ScriptStatement,
+) -> Result<(), SqlError> {
+    refuse_unbounded_constructs(statement)?;
+    let parsed = Parser::new(&GenericDialect {})
+        .try_with_sql(&statement.text)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| SqlError::parser(e, statement.start))?;
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(parsed)))
+        .await
+        .map_err(|e| SqlError::datafusion(e, statement.start))?;
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
+        .map_err(|e| SqlError::datafusion(e, statement.start))?;
+    let at = statement.start;
+    match &plan {
+        LogicalPlan::Dml(DmlStatement {
+            table_name,
+            op: WriteOp::Insert(_),
+            input,
+            ..
+        }) => {
+            let provider = ctx
+                .table_provider(table_name.clone())
+                .await
+                .map_err(|e| SqlError::datafusion(e, at))?;
+            let Some(table) = downcast::<DeclaredTable>(&provider) else {
+                return Err(SqlError::invalid(at, format!("`{table_name}` is not a table of this script")));
+            };
+            let sink = connectors::sink(&table.def)?;
+            let stream = query::plan_query(dataflow, input, at)?;
+            dataflow
+                .sink(stream, sink.as_ref(), &table.def.name)
+                .map_err(|e| SqlError::plan(at, e))
+        }
+        LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
+        query_plan => {
+            let stream = query::plan_query(dataflow, query_plan, at)?;
+            dataflow
+                .sink(stream, &StdoutSink::json(), "print")
+                .map_err(|e| SqlError::plan(at, e))
+        }
+    }
+}
+
+/// Refuses, at their place, what a stream cannot do, before DataFusion
+/// plans it (its plans do not keep places).
+fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlError> {
+    let checks: [(Keyword, &str); 4] = [
+        (Keyword::OVER, "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY"),
+        (Keyword::ORDER, "ORDER BY on an unbounded stream is not supported; use a window or a view"),
+        (Keyword::LIMIT, "LIMIT on an unbounded stream is not supported; use a window or a view"),
+        (Keyword::JOIN, "joins are not supported yet"),
+    ];
+    for (keyword, message) in checks {
+        if let Some(at) = statement.keyword(keyword) {
+            return Err(SqlError::unsupported(at, message));
+        }
+    }
+    Ok(())
+}
+

@@ -1,0 +1,292 @@
+//! A DataFusion logical plan, rewritten into the dataflow: scans become
+//! sources, projections and filters become vectorized `PhysicalExpr`
+//! operators, a window table function under a `GROUP BY` becomes a window
+//! operator. What a stream cannot do is refused with the reason.
+
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use headwater_operators::window::{WindowAggregate, WindowKind};
+use headwater_runtime::Partitioning;
+
+use super::dataflow::{Dataflow, Stream};
+use crate::catalog::{DeclaredTable, WindowedTable, downcast};
+use crate::connectors;
+use crate::error::{Position, SqlError};
+
+/// A stream, and the window function it is cut by until its `GROUP BY`.
+struct Planned {
+    stream: Stream,
+    window: Option<PendingWindow>,
+}
+
+struct PendingWindow {
+    kind: WindowKind,
+}
+
+/// Plans `plan` into `dataflow`; errors are placed at `at` (the statement).
+pub(super) fn plan_query(
+    dataflow: &mut Dataflow,
+    plan: &LogicalPlan,
+    at: Position,
+) -> Result<Stream, SqlError> {
+    let planned = QueryPlanner { dataflow, at }.plan(plan)?;
+    if planned.window.is_some() {
+        return Err(SqlError::unsupported(
+            at,
+            "a window function (TUMBLE, HOP, SESSION, CUMULATE) needs a GROUP BY window_start, window_end",
+        ));
+    }
+    Ok(planned.stream)
+}
+
+struct QueryPlanner<'a> {
+    dataflow: &'a mut Dataflow,
+    at: Position,
+}
+
+impl QueryPlanner<'_> {
+    fn failed(&self, e: String) -> SqlError {
+        SqlError::plan(self.at, e)
+    }
+
+    fn unsupported(&self, message: impl Into<String>) -> SqlError {
+        SqlError::unsupported(self.at, message)
+    }
+
+    fn plan(&mut self, plan: &LogicalPlan) -> Result<Planned, SqlError> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
+            LogicalPlan::Projection(p) => {
+                let input = self.plan(&p.input)?;
+                if input.window.is_some() {
+                    return Err(self.unsupported(
+                        "between a window function and its GROUP BY only WHERE may come; \
+                         GROUP BY window_start, window_end directly",
+                    ));
+                }
+                let exprs = named(&p.expr, p.schema.fields());
+                let stream = self.dataflow.project(input.stream, &exprs).map_err(|e| self.failed(e))?;
+                Ok(Planned { stream, window: None })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.plan(&f.input)?;
+                let predicate = unqualified(&f.predicate);
+                if input.window.is_some() && mentions_window_bounds(&predicate) {
+                    return Err(self.unsupported(
+                        "a WHERE on window_start or window_end is not supported; filter the results instead (HAVING)",
+                    ));
+                }
+                let stream = self
+                    .dataflow
+                    .filter(input.stream, &predicate)
+                    .map_err(|e| self.failed(e))?;
+                Ok(Planned { stream, window: input.window })
+            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Union(u) => {
+                let mut inputs = Vec::new();
+                for input in &u.inputs {
+                    let p = self.plan(input)?;
+                    if p.window.is_some() {
+                        return Err(self.unsupported("a union of windowed tables needs its GROUP BY first"));
+                    }
+                    // Inputs' columns take the union's names.
+                    let exprs = named(
+                        &p.stream.schema.fields().iter().take(u.schema.fields().len())
+                            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                            .collect::<Vec<_>>(),
+                        u.schema.fields(),
+                    );
+                    inputs.push(self.dataflow.project(p.stream, &exprs).map_err(|e| self.failed(e))?);
+                }
+                let stream = self.dataflow.union(inputs).map_err(|e| self.failed(e))?;
+                Ok(Planned { stream, window: None })
+            }
+            LogicalPlan::Sort(_) => Err(self.unsupported(
+                "ORDER BY on an unbounded stream is not supported; use a window or a view",
+            )),
+            LogicalPlan::Limit(_) => Err(self.unsupported(
+                "LIMIT on an unbounded stream is not supported; use a window or a view",
+            )),
+            LogicalPlan::Join(_) => Err(self.unsupported("joins are not supported yet")),
+            LogicalPlan::Window(_) => Err(self.unsupported(
+                "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY",
+            )),
+            LogicalPlan::Distinct(_) => Err(self.unsupported(
+                "SELECT DISTINCT on a stream is an updating query, which is not supported yet",
+            )),
+            other => Err(self.unsupported(format!(
+                "{} is not supported in a streaming query",
+                other.display()
+            ))),
+        }
+    }
+
+    fn scan(&mut self, scan: &TableScan) -> Result<Planned, SqlError> {
+        let provider = source_as_provider(&scan.source).map_err(|e| SqlError::datafusion(e, self.at))?;
+        let (table, window) = if let Some(t) = downcast::<DeclaredTable>(&provider) {
+            (&t.def, None)
+        } else if let Some(w) = downcast::<WindowedTable>(&provider) {
+            let Some(t) = downcast::<DeclaredTable>(&w.input) else {
+                return Err(self.unsupported("a window function over something other than a table"));
+            };
+            match &t.def.watermark {
+                Some((column, _)) if *column == w.time_column => {}
+                Some((column, _)) => {
+                    return Err(self.unsupported(format!(
+                        "windows of `{}` run on its event time `{column}` (its WATERMARK), not on `{}`",
+                        t.def.name, w.time_column
+                    )));
+                }
+                None => {
+                    return Err(SqlError::invalid(
+                        self.at,
+                        format!(
+                            "table `{}` has no event time: declare WATERMARK FOR {} AS {} - INTERVAL '..' SECOND",
+                            t.def.name, w.time_column, w.time_column
+                        ),
+                    ));
+                }
+            }
+            (&t.def, Some(PendingWindow { kind: w.kind }))
+        } else {
+            return Err(self.unsupported(format!("table `{}` cannot be read by a job", scan.table_name)));
+        };
+        let source = connectors::source(table)?;
+        let mut stream = self
+            .dataflow
+            .source(&table.name, &source)
+            .map_err(|e| self.failed(e))?;
+        // The connector may make more columns than the table declares.
+        let declared = table.schema.fields();
+        let same = source.produces.fields().len() == declared.len()
+            && source.produces.fields().iter().zip(declared).all(|(a, b)| a.name() == b.name());
+        if !same {
+            let exprs: Vec<Expr> = declared
+                .iter()
+                .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                .collect();
+            stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
+        }
+        if let Some(projection) = &scan.projection
+            && projection.len() != declared.len()
+        {
+            let exprs: Vec<Expr> = projection
+                .iter()
+                .map(|&i| Expr::Column(Column::new_unqualified(declared[i].name())))
+                .collect();
+            stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
+        }
+        Ok(Planned { stream, window })
+    }
+
+    fn aggregate(&mut self, a: &Aggregate) -> Result<Planned, SqlError> {
+        let input = self.plan(&a.input)?;
+        let Some(window) = input.window else {
+            return Err(self.unsupported(
+                "GROUP BY without a window is an updating aggregate, which is not supported yet; \
+                 group by window_start, window_end of TUMBLE, HOP, SESSION or CUMULATE",
+            ));
+        };
+        let mut keys = Vec::new();
+        let mut has_bounds = false;
+        for e in &a.group_expr {
+            match unqualified(e) {
+                Expr::Column(c) if c.name == "window_start" || c.name == "window_end" => has_bounds = true,
+                Expr::Column(c) => keys.push(c.name),
+                other => {
+                    return Err(self.unsupported(format!(
+                        "GROUP BY `{other}`: a windowed GROUP BY takes columns; compute the expression in a view of the table first"
+                    )));
+                }
+            }
+        }
+        if !has_bounds {
+            return Err(self.unsupported(
+                "a GROUP BY over a window function must include window_start or window_end",
+            ));
+        }
+        let groups = a.group_expr.len();
+        let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
+        let mut stream = input.stream;
+        let parallelism = if keys.is_empty() {
+            // One window for everything: one subtask sees every row.
+            stream.partitioning = Partitioning::Rebalance;
+            Some(1)
+        } else {
+            stream.partitioning = Partitioning::Hash(keys.clone());
+            None
+        };
+        let operator = WindowAggregate::try_new(window.kind, &keys, &aggregates, &stream.schema)
+            .map_err(|e| self.failed(e.to_string()))?;
+        let name = match window.kind {
+            WindowKind::Tumbling { .. } => "tumbling_window",
+            WindowKind::Hopping { .. } => "hopping_window",
+            WindowKind::Cumulating { .. } => "cumulating_window",
+            WindowKind::Session { .. } => "session_window",
+        };
+        let schema = operator.output_schema();
+        let windows = self
+            .dataflow
+            .then(
+                stream,
+                name,
+                schema,
+                parallelism,
+                Arc::new(move |subtask| operator.operator(subtask)),
+            )
+            .map_err(|e| self.failed(e))?;
+        // The columns in the order and with the names the plan above expects.
+        let columns: Vec<Expr> = a
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        let stream = self.dataflow.project(windows, &columns).map_err(|e| self.failed(e))?;
+        Ok(Planned { stream, window: None })
+    }
+}
+
+/// `exprs` without table qualifiers, each named as the plan's field.
+fn named(exprs: &[Expr], fields: &[datafusion::arrow::datatypes::FieldRef]) -> Vec<Expr> {
+    exprs
+        .iter()
+        .zip(fields)
+        .map(|(e, f)| {
+            let e = unqualified(e).unalias();
+            match &e {
+                Expr::Column(c) if c.name == *f.name() => e,
+                _ => e.alias(f.name()),
+            }
+        })
+        .collect()
+}
+
+/// The expression with every column unqualified: a stream's columns have
+/// no table names.
+fn unqualified(e: &Expr) -> Expr {
+    e.clone()
+        .transform_up(|e| {
+            Ok(match e {
+                Expr::Column(c) if c.relation.is_some() => {
+                    Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| e.clone())
+}
+
+fn mentions_window_bounds(e: &Expr) -> bool {
+    e.column_refs()
+        .iter()
+        .any(|c| c.name == "window_start" || c.name == "window_end")
+}
+

@@ -1,0 +1,1 @@
+CREATE TABLE t (a BIGINT, b MAP<STRING, STRING>) WITH ('connector' = 'print');

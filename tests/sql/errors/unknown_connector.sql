@@ -1,0 +1,2 @@
+CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafkaa');
+INSERT INTO t SELECT 1;

@@ -1,0 +1,7 @@
+CREATE TABLE bids (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'bids.jsonl', 'format' = 'json');
+CREATE TABLE out (auction BIGINT, n BIGINT) WITH ('connector' = 'print');
+
+INSERT INTO out SELECT auction, price FROM bidz;
