@@ -5,12 +5,14 @@
 //! for transforms and sinks. Connectors are configured by typed specs
 //! ([`sources::SourceSpec`], [`sinks::SinkSpec`]), never by string maps.
 
+pub mod changelog;
 pub mod decode_error;
 pub mod error;
 pub mod formats;
 pub mod sinks;
 pub mod sources;
 pub mod transform;
+pub mod updating_aggregate;
 pub mod window;
 
 pub use decode_error::{DEAD_LETTER_OUTPUT, DecodeErrorPolicy};

@@ -144,6 +144,14 @@ pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
     })
 }
 
+/// Whether the sink of `table` takes a changelog (rows with `_change`).
+pub fn takes_changes(table: &TableDef) -> bool {
+    table
+        .options
+        .get("connector")
+        .is_some_and(|c| matches!(c.value.to_lowercase().as_str(), "print" | "blackhole"))
+}
+
 fn unknown_connector(at: crate::error::Position, name: &str) -> SqlError {
     SqlError::invalid(
         at,

@@ -10,7 +10,7 @@
 //! [`LATE_OUTPUT`] side output, counted in the `late_rows` counter.
 
 mod aggregate;
-mod keys;
+pub(crate) mod keys;
 mod output;
 mod session;
 mod sliced;

@@ -184,14 +184,26 @@ async fn pipeline(
                 return Err(SqlError::invalid(at, format!("`{table_name}` is not a table of this script")));
             };
             let sink = connectors::sink(&table.def)?;
-            let stream = query::plan_query(dataflow, input, at)?;
+            let (stream, updating) = query::plan_query(dataflow, input, at)?;
+            if updating && !connectors::takes_changes(&table.def) {
+                return Err(SqlError::unsupported(
+                    at,
+                    format!(
+                        "table `{}` ({}) is append-only, and this query updates its results \
+                         (a GROUP BY without a window); write it to a 'print' or 'blackhole' \
+                         table, or use a window",
+                        table.def.name,
+                        table.def.connector()?.value
+                    ),
+                ));
+            }
             dataflow
                 .sink(stream, sink.as_ref(), &table.def.name)
                 .map_err(|e| SqlError::plan(at, e))
         }
         LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
         query_plan => {
-            let stream = query::plan_query(dataflow, query_plan, at)?;
+            let (stream, _) = query::plan_query(dataflow, query_plan, at)?;
             dataflow
                 .sink(stream, &StdoutSink::json(), "print")
                 .map_err(|e| SqlError::plan(at, e))

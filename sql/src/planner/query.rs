@@ -9,6 +9,8 @@ use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use headwater_operators::changelog::CHANGE_COLUMN;
+use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
 use headwater_runtime::Partitioning;
 
@@ -21,6 +23,14 @@ use crate::error::{Position, SqlError};
 struct Planned {
     stream: Stream,
     window: Option<PendingWindow>,
+    /// A changelog (with `_change`): the result of an updating aggregate.
+    updating: bool,
+}
+
+impl Planned {
+    fn append(stream: Stream) -> Self {
+        Planned { stream, window: None, updating: false }
+    }
 }
 
 struct PendingWindow {
@@ -28,11 +38,12 @@ struct PendingWindow {
 }
 
 /// Plans `plan` into `dataflow`; errors are placed at `at` (the statement).
+/// The stream a query makes, and whether it is a changelog.
 pub(super) fn plan_query(
     dataflow: &mut Dataflow,
     plan: &LogicalPlan,
     at: Position,
-) -> Result<Stream, SqlError> {
+) -> Result<(Stream, bool), SqlError> {
     let planned = QueryPlanner { dataflow, at }.plan(plan)?;
     if planned.window.is_some() {
         return Err(SqlError::unsupported(
@@ -40,7 +51,7 @@ pub(super) fn plan_query(
             "a window function (TUMBLE, HOP, SESSION, CUMULATE) needs a GROUP BY window_start, window_end",
         ));
     }
-    Ok(planned.stream)
+    Ok((planned.stream, planned.updating))
 }
 
 struct QueryPlanner<'a> {
@@ -69,9 +80,12 @@ impl QueryPlanner<'_> {
                          GROUP BY window_start, window_end directly",
                     ));
                 }
-                let exprs = named(&p.expr, p.schema.fields());
+                let mut exprs = named(&p.expr, p.schema.fields());
+                if input.updating {
+                    exprs.push(change_column());
+                }
                 let stream = self.dataflow.project(input.stream, &exprs).map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: None })
+                Ok(Planned { stream, window: None, updating: input.updating })
             }
             LogicalPlan::Filter(f) => {
                 let input = self.plan(&f.input)?;
@@ -85,7 +99,7 @@ impl QueryPlanner<'_> {
                     .dataflow
                     .filter(input.stream, &predicate)
                     .map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: input.window })
+                Ok(Planned { stream, window: input.window, updating: input.updating })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => {
@@ -94,6 +108,9 @@ impl QueryPlanner<'_> {
                     let p = self.plan(input)?;
                     if p.window.is_some() {
                         return Err(self.unsupported("a union of windowed tables needs its GROUP BY first"));
+                    }
+                    if p.updating {
+                        return Err(self.unsupported("a UNION of updating queries is not supported yet"));
                     }
                     // Inputs' columns take the union's names.
                     let exprs = named(
@@ -105,7 +122,7 @@ impl QueryPlanner<'_> {
                     inputs.push(self.dataflow.project(p.stream, &exprs).map_err(|e| self.failed(e))?);
                 }
                 let stream = self.dataflow.union(inputs).map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: None })
+                Ok(Planned::append(stream))
             }
             LogicalPlan::Sort(_) => Err(self.unsupported(
                 "ORDER BY on an unbounded stream is not supported; use a window or a view",
@@ -118,7 +135,7 @@ impl QueryPlanner<'_> {
                 "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY",
             )),
             LogicalPlan::Distinct(_) => Err(self.unsupported(
-                "SELECT DISTINCT on a stream is an updating query, which is not supported yet",
+                "SELECT DISTINCT is not supported yet; GROUP BY the columns instead",
             )),
             other => Err(self.unsupported(format!(
                 "{} is not supported in a streaming query",
@@ -182,16 +199,18 @@ impl QueryPlanner<'_> {
                 .collect();
             stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
         }
-        Ok(Planned { stream, window })
+        Ok(Planned { stream, window, updating: false })
     }
 
     fn aggregate(&mut self, a: &Aggregate) -> Result<Planned, SqlError> {
         let input = self.plan(&a.input)?;
-        let Some(window) = input.window else {
+        if input.updating {
             return Err(self.unsupported(
-                "GROUP BY without a window is an updating aggregate, which is not supported yet; \
-                 group by window_start, window_end of TUMBLE, HOP, SESSION or CUMULATE",
+                "an aggregate of an updating query (an aggregate of an aggregate) is not supported yet",
             ));
+        }
+        let Some(window) = input.window else {
+            return self.updating_aggregate(a, input.stream);
         };
         let mut keys = Vec::new();
         let mut has_bounds = false;
@@ -249,8 +268,58 @@ impl QueryPlanner<'_> {
             .map(|f| Expr::Column(Column::new_unqualified(f.name())))
             .collect();
         let stream = self.dataflow.project(windows, &columns).map_err(|e| self.failed(e))?;
-        Ok(Planned { stream, window: None })
+        Ok(Planned::append(stream))
     }
+
+    /// `GROUP BY` without a window: a changelog of each key's results.
+    fn updating_aggregate(&mut self, a: &Aggregate, mut stream: Stream) -> Result<Planned, SqlError> {
+        let mut keys = Vec::new();
+        for e in &a.group_expr {
+            match unqualified(e) {
+                Expr::Column(c) => keys.push(c.name),
+                other => {
+                    return Err(self.unsupported(format!(
+                        "GROUP BY `{other}`: GROUP BY takes columns; compute the expression in a subquery first"
+                    )));
+                }
+            }
+        }
+        let groups = a.group_expr.len();
+        let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
+        let parallelism = if keys.is_empty() {
+            stream.partitioning = Partitioning::Rebalance;
+            Some(1)
+        } else {
+            stream.partitioning = Partitioning::Hash(keys.clone());
+            None
+        };
+        let operator = UpdatingAggregate::try_new(&keys, &aggregates, &stream.schema)
+            .map_err(|e| self.failed(e.to_string()))?;
+        let schema = operator.output_schema();
+        let results = self
+            .dataflow
+            .then(
+                stream,
+                "updating_aggregate",
+                schema,
+                parallelism,
+                Arc::new(move |subtask| operator.operator(subtask)),
+            )
+            .map_err(|e| self.failed(e))?;
+        let mut columns: Vec<Expr> = a
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        columns.push(change_column());
+        let stream = self.dataflow.project(results, &columns).map_err(|e| self.failed(e))?;
+        Ok(Planned { stream, window: None, updating: true })
+    }
+}
+
+fn change_column() -> Expr {
+    Expr::Column(Column::new_unqualified(CHANGE_COLUMN))
 }
 
 /// `exprs` without table qualifiers, each named as the plan's field.
