@@ -107,6 +107,65 @@ fn run(case: &Path, parallelism: usize, extra: &[&str]) -> Vec<String> {
     }
 }
 
+/// Runs the case at parallelism 2 with checkpoints, its input paced so that
+/// it runs for about a second; kills it (SIGKILL) once it has committed
+/// rows, restarts it over its checkpoints, and returns what it committed.
+fn run_with_a_crash(case: &Path) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let paced = script(case, &out).replace(
+        &format!("'path' = '{}", sql_dir().join("data").display()),
+        &format!("'rows-per-second' = '3000', 'path' = '{}", sql_dir().join("data").display()),
+    );
+    std::fs::write(dir.path().join("job.sql"), paced).unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let args = [
+        "run", "job.sql", "--parallelism", "2", "--checkpoint-dir", "checkpoints",
+        "--checkpoint-interval", "100ms", "--state-dir", &state,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut killed = false;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let committed = dir.path().join("checkpoints").read_dir().is_ok_and(|mut d| {
+            d.any(|e| {
+                e.is_ok_and(|e| {
+                    e.file_name().to_string_lossy().starts_with("chk-")
+                        && e.path().join("_metadata").exists()
+                })
+            })
+        });
+        if committed {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    assert!(killed, "{}: the job ended before its first checkpoint", case.display());
+    let before = committed_rows(&out).len();
+    let output = headwater(&args, dir.path());
+    assert!(
+        output.status.success(),
+        "{}: the restart failed:\n{}",
+        case.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = normalized(committed_rows(&out));
+    println!("  killed after {before} of {} rows were committed", rows.len());
+    rows
+}
+
 /// The same script as a DataFusion batch query, its rows as the sink writes them.
 fn oracle(case: &Path) -> Vec<String> {
     let text = script(case, Path::new("/nonexistent"));
@@ -150,6 +209,10 @@ fn golden_queries() {
             let batch = oracle(&case);
             assert_eq!(batch.len(), rows.len(), "{name}: row count differs from the batch query");
             assert!(batch == rows, "{name}: the rows differ from the batch query");
+        }
+        if text.contains("${OUT}") && !text.contains("-- parallelism: 1") {
+            let restarted = run_with_a_crash(&case);
+            assert!(restarted == rows, "{name}: killed and restarted from its checkpoint, other rows");
         }
         println!("{name}: {} rows", rows.len());
     }

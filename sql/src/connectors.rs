@@ -47,6 +47,7 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
                     "csv.ignore-parse-errors",
                     "decode-error",
                     "decode-error.path",
+                    "rows-per-second",
                 ],
             )?;
             let path = &options.require("path", "the filesystem connector")?.value;
@@ -63,6 +64,9 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
                 .with_event_time(event_time.clone())
                 .on_decode_error(policy);
             source.format = format;
+            if let Some(rate) = options.number::<f64>("rows-per-second")? {
+                source = source.with_rows_per_second(rate);
+            }
             Box::new(source)
         }
         "datagen" => Box::new(datagen(table, event_time.clone())?),

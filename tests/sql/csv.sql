@@ -3,7 +3,7 @@ CREATE TABLE bids (
   auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, date_time TIMESTAMP(3),
   WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
 ) WITH (
-  connector = 'filesystem', path = '${DATA}/bids.csv', format = 'csv',
+  connector = 'filesystem', 'path' = '${DATA}/bids.csv', format = 'csv',
   csv.ignore-first-line = 'true'
 );
 

@@ -19,6 +19,7 @@ use headwater_runtime::{
 };
 
 use super::file_splits::{FileSplit, list_files, splits_for_subtask};
+use super::rate_limit::RateLimiter;
 use super::split_reader::SplitReader;
 use crate::decode_error::{
     BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch,
@@ -36,6 +37,9 @@ pub struct FileSource {
     pub on_decode_error: DecodeErrorPolicy,
     pub event_time: EventTimeSpec,
     pub batch_size: usize,
+    /// Rows per second over all subtasks, to replay a file at a pace;
+    /// `None` for as fast as possible.
+    pub rows_per_second: Option<f64>,
 }
 
 impl FileSource {
@@ -58,6 +62,7 @@ impl FileSource {
             on_decode_error: DecodeErrorPolicy::Fail,
             event_time: EventTimeSpec::ArrivalTime,
             batch_size: 8192,
+            rows_per_second: None,
         }
     }
 
@@ -68,6 +73,13 @@ impl FileSource {
 
     pub fn on_decode_error(mut self, policy: DecodeErrorPolicy) -> Self {
         self.on_decode_error = policy;
+        self
+    }
+
+    /// Replays the files at about this many rows per second (over all
+    /// subtasks), in batches of a tenth of a second.
+    pub fn with_rows_per_second(mut self, rate: f64) -> Self {
+        self.rows_per_second = Some(rate);
         self
     }
 
@@ -99,7 +111,11 @@ impl SourceSpec for FileSource {
         Arc::new(move |subtask: &SubtaskInfo| {
             let files = list_files(&spec.path)?;
             let splits = splits_for_subtask(&files, subtask.parallelism, subtask.index);
-            let decoder = spec.format.decoder(spec.schema.clone(), spec.batch_size)?;
+            let pace = spec
+                .rows_per_second
+                .map(|r| RateLimiter::new(r / subtask.parallelism as f64));
+            let batch_size = pace.as_ref().map_or(spec.batch_size, |p| p.batch_size(spec.batch_size));
+            let decoder = spec.format.decoder(spec.schema.clone(), batch_size)?;
             Ok(Box::new(FileReader {
                 spec: spec.clone(),
                 subtask: (subtask.index, subtask.parallelism),
@@ -111,6 +127,7 @@ impl SourceSpec for FileSource {
                 ready: VecDeque::new(),
                 dead_letters: Vec::new(),
                 errors: Counter::default(),
+                pace,
             }) as Box<dyn Source>)
         })
     }
@@ -175,6 +192,7 @@ struct FileReader {
     ready: VecDeque<RecordBatch>,
     dead_letters: Vec<BadRecord>,
     errors: Counter,
+    pace: Option<RateLimiter>,
 }
 
 #[async_trait]
@@ -199,6 +217,10 @@ impl Source for FileReader {
                     output: DEAD_LETTER_OUTPUT.into(),
                     batch,
                 });
+            }
+            if let (Some(pace), Some(next)) = (&mut self.pace, self.ready.front()) {
+                // Wait before taking the batch out: cancelled here, nothing is lost.
+                pace.acquire(next.num_rows()).await;
             }
             if let Some(batch) = self.ready.pop_front() {
                 if let Some((_, resume)) = &mut self.position {
