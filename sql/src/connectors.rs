@@ -73,7 +73,15 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
         "orders" => {
             options.check_known(
                 "orders",
-                &["connector", "seed", "number-of-orders", "events-per-second", "duplicate-rate"],
+                &[
+                    "connector",
+                    "seed",
+                    "number-of-orders",
+                    "events-per-second",
+                    "duplicate-rate",
+                    // Taken by every source; a generator has nothing to decode.
+                    "decode-error",
+                ],
             )?;
             let mut source = OrdersSource::new(options.number("seed")?.unwrap_or(0));
             if let Some(n) = options.number("number-of-orders")? {
@@ -218,7 +226,7 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
     let options = &table.options;
     options.check_known(
         "datagen",
-        &["connector", "number-of-rows", "rows-per-second", "seed", "fields.*"],
+        &["connector", "number-of-rows", "rows-per-second", "seed", "fields.*", "decode-error"],
     )?;
     let mut source = DatagenSource::new(table.schema.clone());
     source.event_time = event_time;
