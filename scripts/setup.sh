@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # RocksDB's C++ needs a compiler, and its bindings need libclang.
-packages=(gcc g++ make pkg-config clang libclang-dev)
+# psql, for the tests that check the Postgres protocol with the real client.
+packages=(gcc g++ make pkg-config clang libclang-dev postgresql-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -30,6 +30,7 @@ mod data_stream;
 mod env;
 mod error;
 pub mod jobs;
+pub mod server;
 pub mod typed;
 mod window;
 

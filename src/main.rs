@@ -64,9 +64,10 @@ struct RunOptions {
     /// Checkpoints go here; a job started over a complete checkpoint resumes from it.
     #[arg(long, global = true)]
     checkpoint_dir: Option<PathBuf>,
-    /// Time between checkpoints, such as 500ms, 10s or 1m.
-    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
-    checkpoint_interval: std::time::Duration,
+    /// Time between checkpoints, such as 500ms, 10s or 1m (default 10s; 1s
+    /// for a job with views, whose readers see each checkpoint).
+    #[arg(long, global = true, value_parser = parse_duration)]
+    checkpoint_interval: Option<std::time::Duration>,
     /// Starts from this savepoint (or checkpoint) directory.
     #[arg(long, global = true)]
     from_savepoint: Option<PathBuf>,
@@ -81,6 +82,12 @@ struct RunOptions {
     /// The wait before such a restart.
     #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
     restart_delay: std::time::Duration,
+    /// The Postgres wire protocol port for a job's views (0 picks a free port).
+    #[arg(long, global = true, default_value_t = 6878)]
+    pg_port: u16,
+    /// The address servers listen on.
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -144,7 +151,10 @@ impl RunOptions {
         JobConfig {
             default_parallelism: self.parallelism.max(1),
             checkpoint: self.checkpoint_dir.as_ref().map(|dir| {
-                headwater::runtime::checkpoint::CheckpointConfig::new(dir, self.checkpoint_interval)
+                headwater::runtime::checkpoint::CheckpointConfig::new(
+                    dir,
+                    self.checkpoint_interval.unwrap_or(std::time::Duration::from_secs(10)),
+                )
             }),
             restore_from: self.from_savepoint.clone(),
             state_dir: self.state_dir.clone(),
@@ -166,9 +176,12 @@ async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result
     let name = script
         .file_stem()
         .map_or("sql-job".into(), |s| s.to_string_lossy().into_owned());
+    let views = headwater::operators::view::ViewRegistry::new();
     let options = headwater::sql::SqlOptions {
         name,
         parallelism: run.parallelism.max(1),
+        views: views.clone(),
+        ..Default::default()
     };
     let job = match headwater::sql::plan_script(&text, &options).await {
         Ok(job) => job,
@@ -183,8 +196,44 @@ async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result
     if job.pipelines == 0 {
         return Ok(());
     }
-    let handle = headwater::runtime::start(job.graph, run.job_config())?;
-    wait_for(handle).await
+    let mut config = run.job_config();
+    if job.views.is_empty() {
+        return wait_for(headwater::runtime::start(job.graph, config)?).await;
+    }
+    // Views are read as of completed checkpoints: a job with views takes them.
+    let interval = run.checkpoint_interval.unwrap_or(std::time::Duration::from_secs(1));
+    let temporary = match &run.checkpoint_dir {
+        Some(dir) => {
+            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(dir, interval));
+            None
+        }
+        None => {
+            let dir = std::env::temp_dir().join(format!("headwater-checkpoints-{}", std::process::id()));
+            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(&dir, interval));
+            Some(dir)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind((run.bind, run.pg_port))
+        .await
+        .with_context(|| format!("listening on {}:{}", run.bind, run.pg_port))?;
+    println!("postgres: {}", listener.local_addr()?);
+    println!("views: {}", job.views.join(", "));
+    tokio::spawn(headwater::server::pg::serve(
+        listener,
+        headwater::sql::views::ViewQueries::new(views),
+    ));
+    let handle = headwater::runtime::start(job.graph, config)?;
+    let stop = handle.stop_token();
+    let result = wait_for(handle).await;
+    if result.is_ok() && !stop.is_cancelled() {
+        // A bounded job's views stay readable until it is stopped.
+        eprintln!("input ended; serving the views until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    if let Some(dir) = temporary {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
 }
 
 async fn run_job(job: Job, run: RunOptions) -> anyhow::Result<()> {

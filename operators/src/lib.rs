@@ -13,6 +13,7 @@ pub mod sinks;
 pub mod sources;
 pub mod transform;
 pub mod updating_aggregate;
+pub mod view;
 pub mod window;
 
 pub use decode_error::{DEAD_LETTER_OUTPUT, DecodeErrorPolicy};

@@ -70,6 +70,11 @@ pub struct OperatorContext {
 }
 
 impl OperatorContext {
+    /// The checkpoint this run of the job restored, if any.
+    pub fn restored_checkpoint(&self) -> Option<u64> {
+        self.restore.as_ref().map(|r| r.id())
+    }
+
     /// This subtask's keyed state, opened on first use: a RocksDB instance
     /// holding the key groups the subtask owns.
     pub fn keyed_state(&mut self) -> Result<&mut KeyedStateStore, StateError> {

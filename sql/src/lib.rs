@@ -14,6 +14,7 @@ pub mod ddl;
 pub mod error;
 pub mod planner;
 pub mod script;
+pub mod views;
 
 pub use error::{Position, SqlError};
 pub use planner::{SqlJob, SqlOptions, plan_script};

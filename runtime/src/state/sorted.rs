@@ -31,14 +31,14 @@ impl SortedState {
         SortedState { id: state_id(name) }
     }
 
-    fn prefix(&self, key_group: KeyGroup, out: &mut Vec<u8>) {
+    pub(crate) fn prefix(&self, key_group: KeyGroup, out: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(&(key_group as u16).to_be_bytes());
         out.extend_from_slice(&self.id.to_be_bytes());
     }
 
     /// The stored key of `sort_key` in `key_group`.
-    fn stored(&self, key_group: KeyGroup, sort_key: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn stored(&self, key_group: KeyGroup, sort_key: &[u8], out: &mut Vec<u8>) {
         self.prefix(key_group, out);
         out.extend_from_slice(sort_key);
     }

@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::logical_expr::Expr;
 use headwater_operators::decode_error::{DEAD_LETTER_OUTPUT, dead_letter_schema};
 use headwater_operators::sinks::{FileSink, SinkSpec};
+use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::transform::{Filter, Project, Union};
+use headwater_operators::view::{ViewRegistry, ViewSink};
 use headwater_runtime::graph::{Edge, OperatorFactory};
-use headwater_runtime::time::schema_with_event_time;
+use headwater_runtime::time::{EVENT_TIME_FIELD, schema_with_event_time};
 use headwater_runtime::{JobGraph, NodeId, Operator, Partitioning};
 
 use crate::connectors::SourceTable;
@@ -164,6 +166,48 @@ impl Dataflow {
             self.connect(&input, None, union.node)?;
         }
         Ok(union)
+    }
+
+    /// Keeps `input` as materialized view `name`, by `key`, published to `registry`.
+    pub fn view(
+        &mut self,
+        mut input: Stream,
+        name: &str,
+        key: &[String],
+        registry: &ViewRegistry,
+        max_parallelism: u32,
+    ) -> Result<(), String> {
+        let columns: Vec<FieldRef> = input
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != CHANGE_COLUMN && f.name() != EVENT_TIME_FIELD)
+            .cloned()
+            .collect();
+        let schema = Arc::new(Schema::new(columns));
+        let key_indices = key
+            .iter()
+            .map(|k| schema.index_of(k).map_err(|_| format!("view `{name}`: no key column `{k}`")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sink = ViewSink {
+            name: name.to_string(),
+            schema: schema.clone(),
+            key: key_indices.clone(),
+            registry: registry.clone(),
+        };
+        input.partitioning = Partitioning::Hash(key.to_vec());
+        let node_name = self.unique_name(&format!("view_{name}"));
+        let out_schema = input.schema.clone();
+        let stream = self.then(
+            input,
+            &node_name,
+            out_schema,
+            None,
+            Arc::new(move |_| Ok(sink.operator()?)),
+        )?;
+        let parallelism = self.graph.node(stream.node).parallelism;
+        registry.declare(name, schema, key_indices, parallelism, max_parallelism);
+        Ok(())
     }
 
     /// Writes `input` to a sink.

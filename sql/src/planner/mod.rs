@@ -15,6 +15,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser;
 use headwater_operators::sinks::StdoutSink;
+use headwater_operators::view::ViewRegistry;
 use headwater_runtime::JobGraph;
 use headwater_runtime::plan::PhysicalPlan;
 use sqlparser::dialect::GenericDialect;
@@ -35,6 +36,10 @@ pub struct SqlOptions {
     pub name: String,
     /// The parallelism of sources and keyed operators.
     pub parallelism: usize,
+    /// Where the script's materialized views are published for readers.
+    pub views: ViewRegistry,
+    /// The number of key groups (the job's max parallelism).
+    pub max_parallelism: u32,
 }
 
 impl Default for SqlOptions {
@@ -42,6 +47,8 @@ impl Default for SqlOptions {
         SqlOptions {
             name: "sql-job".into(),
             parallelism: 1,
+            views: ViewRegistry::new(),
+            max_parallelism: headwater_runtime::key_groups::DEFAULT_MAX_PARALLELISM,
         }
     }
 }
@@ -52,8 +59,10 @@ pub struct SqlJob {
     pub graph: JobGraph,
     /// One text per `EXPLAIN`, in order.
     pub explains: Vec<String>,
-    /// Pipelines the job runs (each `INSERT` and bare `SELECT`).
+    /// Pipelines the job runs (each `INSERT`, bare `SELECT` and view).
     pub pipelines: usize,
+    /// The materialized views it keeps, by name.
+    pub views: Vec<String>,
 }
 
 /// A DataFusion session that knows the window table functions, with spans
@@ -87,6 +96,7 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
     let mut dataflow = Dataflow::new(&options.name, options.parallelism);
     let mut explains = Vec::new();
     let mut pipelines = 0;
+    let mut views = Vec::new();
     for statement in read_script(sql)? {
         let lead = statement.lead.as_str();
         if lead.starts_with("CREATE TABLE") || lead.starts_with("CREATE TEMPORARY TABLE") {
@@ -99,6 +109,13 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
             ctx.register_table(&name, provider.clone())
                 .map_err(|e| SqlError::datafusion(e, statement.start))?;
             tables.lock().unwrap_or_else(|e| e.into_inner()).insert(name, provider);
+        } else if lead.starts_with("CREATE MATERIALIZED VIEW") {
+            let name = materialized_view(&ctx, &mut dataflow, &statement, options).await?;
+            if views.contains(&name) {
+                return Err(SqlError::invalid(statement.start, format!("view `{name}` is already declared")));
+            }
+            views.push(name);
+            pipelines += 1;
         } else if lead.starts_with("EXPLAIN") {
             let mut scratch = Dataflow::new(&options.name, options.parallelism);
             let inner = explained(&statement);
@@ -121,6 +138,7 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
         graph: dataflow.graph,
         explains,
         pipelines,
+        views,
     })
 }
 
@@ -184,7 +202,7 @@ async fn pipeline(
                 return Err(SqlError::invalid(at, format!("`{table_name}` is not a table of this script")));
             };
             let sink = connectors::sink(&table.def)?;
-            let (stream, updating) = query::plan_query(dataflow, input, at)?;
+            let query::QueryStream { stream, updating, .. } = query::plan_query(dataflow, input, at)?;
             if updating && !connectors::takes_changes(&table.def) {
                 return Err(SqlError::unsupported(
                     at,
@@ -203,12 +221,57 @@ async fn pipeline(
         }
         LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
         query_plan => {
-            let (stream, _) = query::plan_query(dataflow, query_plan, at)?;
+            let stream = query::plan_query(dataflow, query_plan, at)?.stream;
             dataflow
                 .sink(stream, &StdoutSink::json(), "print")
                 .map_err(|e| SqlError::plan(at, e))
         }
     }
+}
+
+/// `CREATE MATERIALIZED VIEW v AS SELECT ..`: the query into a view sink,
+/// keyed by the query's GROUP BY columns. Returns the view's name.
+async fn materialized_view(
+    ctx: &SessionContext,
+    dataflow: &mut Dataflow,
+    statement: &ScriptStatement,
+    options: &SqlOptions,
+) -> Result<String, SqlError> {
+    refuse_unbounded_constructs(statement)?;
+    let at = statement.start;
+    let parsed = Parser::new(&GenericDialect {})
+        .try_with_sql(&statement.text)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| SqlError::parser(e, at))?;
+    let sqlparser::ast::Statement::CreateView(create) = parsed else {
+        return Err(SqlError::invalid(at, "expected CREATE MATERIALIZED VIEW name AS SELECT .."));
+    };
+    let name = create.name.to_string();
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(sqlparser::ast::Statement::Query(
+            create.query,
+        ))))
+        .await
+        .map_err(|e| SqlError::datafusion(e, at))?;
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
+        .map_err(|e| SqlError::datafusion(e, at))?;
+    let query = query::plan_query(dataflow, &plan, at)?;
+    let Some(key) = query.key else {
+        return Err(SqlError::unsupported(
+            at,
+            format!(
+                "view `{name}` needs a key: a view is kept by the GROUP BY columns of its query, \
+                 and they must all be selected"
+            ),
+        ));
+    };
+    dataflow
+        .view(query.stream, &name, &key, &options.views, options.max_parallelism)
+        .map_err(|e| SqlError::plan(at, e))?;
+    Ok(name)
 }
 
 /// Refuses, at their place, what a stream cannot do, before DataFusion

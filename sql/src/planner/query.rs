@@ -25,12 +25,21 @@ struct Planned {
     window: Option<PendingWindow>,
     /// A changelog (with `_change`): the result of an updating aggregate.
     updating: bool,
+    /// The columns that identify a row: an aggregate's GROUP BY columns.
+    key: Option<Vec<String>>,
 }
 
 impl Planned {
     fn append(stream: Stream) -> Self {
-        Planned { stream, window: None, updating: false }
+        Planned { stream, window: None, updating: false, key: None }
     }
+}
+
+/// What a query makes: its stream, whether it is a changelog, and its key.
+pub(super) struct QueryStream {
+    pub stream: Stream,
+    pub updating: bool,
+    pub key: Option<Vec<String>>,
 }
 
 struct PendingWindow {
@@ -38,12 +47,11 @@ struct PendingWindow {
 }
 
 /// Plans `plan` into `dataflow`; errors are placed at `at` (the statement).
-/// The stream a query makes, and whether it is a changelog.
 pub(super) fn plan_query(
     dataflow: &mut Dataflow,
     plan: &LogicalPlan,
     at: Position,
-) -> Result<(Stream, bool), SqlError> {
+) -> Result<QueryStream, SqlError> {
     let planned = QueryPlanner { dataflow, at }.plan(plan)?;
     if planned.window.is_some() {
         return Err(SqlError::unsupported(
@@ -51,7 +59,11 @@ pub(super) fn plan_query(
             "a window function (TUMBLE, HOP, SESSION, CUMULATE) needs a GROUP BY window_start, window_end",
         ));
     }
-    Ok((planned.stream, planned.updating))
+    Ok(QueryStream {
+        stream: planned.stream,
+        updating: planned.updating,
+        key: planned.key,
+    })
 }
 
 struct QueryPlanner<'a> {
@@ -84,8 +96,23 @@ impl QueryPlanner<'_> {
                 if input.updating {
                     exprs.push(change_column());
                 }
+                // The key survives if every key column is selected as it is.
+                let key = input.key.as_ref().and_then(|key| {
+                    key.iter()
+                        .map(|k| {
+                            exprs.iter().find_map(|e| match e {
+                                Expr::Column(c) if c.name == *k => Some(k.clone()),
+                                Expr::Alias(a) => match a.expr.as_ref() {
+                                    Expr::Column(c) if c.name == *k => Some(a.name.clone()),
+                                    _ => None,
+                                },
+                                _ => None,
+                            })
+                        })
+                        .collect::<Option<Vec<String>>>()
+                });
                 let stream = self.dataflow.project(input.stream, &exprs).map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: None, updating: input.updating })
+                Ok(Planned { stream, window: None, updating: input.updating, key })
             }
             LogicalPlan::Filter(f) => {
                 let input = self.plan(&f.input)?;
@@ -99,7 +126,7 @@ impl QueryPlanner<'_> {
                     .dataflow
                     .filter(input.stream, &predicate)
                     .map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: input.window, updating: input.updating })
+                Ok(Planned { stream, window: input.window, updating: input.updating, key: input.key })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => {
@@ -199,7 +226,7 @@ impl QueryPlanner<'_> {
                 .collect();
             stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
         }
-        Ok(Planned { stream, window, updating: false })
+        Ok(Planned { stream, window, updating: false, key: None })
     }
 
     fn aggregate(&mut self, a: &Aggregate) -> Result<Planned, SqlError> {
@@ -268,7 +295,8 @@ impl QueryPlanner<'_> {
             .map(|f| Expr::Column(Column::new_unqualified(f.name())))
             .collect();
         let stream = self.dataflow.project(windows, &columns).map_err(|e| self.failed(e))?;
-        Ok(Planned::append(stream))
+        let key = Some(a.schema.fields()[..groups].iter().map(|f| f.name().clone()).collect());
+        Ok(Planned { key, ..Planned::append(stream) })
     }
 
     /// `GROUP BY` without a window: a changelog of each key's results.
@@ -314,7 +342,8 @@ impl QueryPlanner<'_> {
             .collect();
         columns.push(change_column());
         let stream = self.dataflow.project(results, &columns).map_err(|e| self.failed(e))?;
-        Ok(Planned { stream, window: None, updating: true })
+        let key = Some(a.schema.fields()[..groups].iter().map(|f| f.name().clone()).collect());
+        Ok(Planned { stream, window: None, updating: true, key })
     }
 }
 
