@@ -32,6 +32,9 @@ pub struct ViewTable {
 impl ViewTable {
     /// The key's value if `filters` fix every key column to a literal.
     fn key_values(&self, filters: &[Expr]) -> Option<Vec<ScalarValue>> {
+        if self.key.is_empty() {
+            return None;
+        }
         self.key
             .iter()
             .map(|&i| {

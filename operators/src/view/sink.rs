@@ -8,6 +8,7 @@
 //! checkpoint that completed, never rolled back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
@@ -35,10 +36,15 @@ pub struct ViewCodec {
 }
 
 impl ViewCodec {
+    /// With no key columns (a view of one row) a constant stands in for the key.
     pub fn new(schema: &SchemaRef, key: &[usize]) -> Result<Self> {
         let field = |i: usize| SortField::new(schema.field(i).data_type().clone());
+        let mut key_fields: Vec<SortField> = key.iter().map(|&i| field(i)).collect();
+        if key_fields.is_empty() {
+            key_fields.push(SortField::new(arrow::datatypes::DataType::Boolean));
+        }
         Ok(ViewCodec {
-            keys: RowConverter::new(key.iter().map(|&i| field(i)).collect())?,
+            keys: RowConverter::new(key_fields)?,
             rows: RowConverter::new((0..schema.fields().len()).map(field).collect())?,
         })
     }
@@ -86,7 +92,10 @@ impl ViewWriter {
                 })
             })
             .collect::<Result<_>>()?;
-        let keys: Vec<ArrayRef> = self.view.key.iter().map(|&i| columns[i].clone()).collect();
+        let mut keys: Vec<ArrayRef> = self.view.key.iter().map(|&i| columns[i].clone()).collect();
+        if keys.is_empty() {
+            keys.push(Arc::new(arrow::array::BooleanArray::from(vec![true; batch.num_rows()])));
+        }
         let key_rows = self.codec.keys.convert_columns(&keys)?;
         let rows = self.codec.rows.convert_columns(&columns)?;
         let mut hashes = Vec::new();

@@ -28,6 +28,8 @@ pub struct Stream {
 pub struct Dataflow {
     pub graph: JobGraph,
     pub parallelism: usize,
+    /// Each table is read once: its source (with the declared columns) by table name.
+    pub sources: std::collections::HashMap<String, Stream>,
 }
 
 impl Dataflow {
@@ -35,6 +37,7 @@ impl Dataflow {
         Dataflow {
             graph: JobGraph::new(name),
             parallelism: parallelism.max(1),
+            sources: Default::default(),
         }
     }
 
@@ -195,14 +198,21 @@ impl Dataflow {
             key: key_indices.clone(),
             registry: registry.clone(),
         };
-        input.partitioning = Partitioning::Hash(key.to_vec());
+        // A view without key columns holds one row: one subtask keeps it.
+        let parallelism = if key.is_empty() {
+            input.partitioning = Partitioning::Rebalance;
+            Some(1)
+        } else {
+            input.partitioning = Partitioning::Hash(key.to_vec());
+            None
+        };
         let node_name = self.unique_name(&format!("view_{name}"));
         let out_schema = input.schema.clone();
         let stream = self.then(
             input,
             &node_name,
             out_schema,
-            None,
+            parallelism,
             Arc::new(move |_| Ok(sink.operator()?)),
         )?;
         let parallelism = self.graph.node(stream.node).parallelism;

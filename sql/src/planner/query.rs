@@ -201,22 +201,31 @@ impl QueryPlanner<'_> {
         } else {
             return Err(self.unsupported(format!("table `{}` cannot be read by a job", scan.table_name)));
         };
-        let source = connectors::source(table)?;
-        let mut stream = self
-            .dataflow
-            .source(&table.name, &source)
-            .map_err(|e| self.failed(e))?;
-        // The connector may make more columns than the table declares.
+        // Every query of the script reads a table from the same source, so
+        // that a checkpoint cuts all of them at the same place in its input.
         let declared = table.schema.fields();
-        let same = source.produces.fields().len() == declared.len()
-            && source.produces.fields().iter().zip(declared).all(|(a, b)| a.name() == b.name());
-        if !same {
-            let exprs: Vec<Expr> = declared
-                .iter()
-                .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-                .collect();
-            stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
-        }
+        let mut stream = match self.dataflow.sources.get(&table.name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let source = connectors::source(table)?;
+                let mut stream = self
+                    .dataflow
+                    .source(&table.name, &source)
+                    .map_err(|e| self.failed(e))?;
+                // The connector may make more columns than the table declares.
+                let same = source.produces.fields().len() == declared.len()
+                    && source.produces.fields().iter().zip(declared).all(|(a, b)| a.name() == b.name());
+                if !same {
+                    let exprs: Vec<Expr> = declared
+                        .iter()
+                        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                        .collect();
+                    stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
+                }
+                self.dataflow.sources.insert(table.name.clone(), stream.clone());
+                stream
+            }
+        };
         if let Some(projection) = &scan.projection
             && projection.len() != declared.len()
         {
