@@ -84,7 +84,12 @@ fn checkpoint(
         .unwrap();
     let total = started.elapsed();
     std::fs::remove_dir_all(&local).unwrap();
-    let size: u64 = files.shared.iter().chain(&files.private).map(|f| f.size).sum();
+    let size: u64 = files
+        .shared
+        .iter()
+        .chain(&files.private)
+        .map(|f| f.size)
+        .sum();
     let added = dir_size(storage.root()) - before;
     println!(
         "{label}: {:.2?} ({:.2?} at the barrier, the rest uploaded off the task); \
@@ -122,7 +127,13 @@ fn size_and_increment(keys: u64) {
         "{keys} keys (16-byte values) written in {:.2?}",
         started.elapsed()
     );
-    checkpoint(&format!("first checkpoint, {keys} keys"), &store, &storage, dir.path(), 1);
+    checkpoint(
+        &format!("first checkpoint, {keys} keys"),
+        &store,
+        &storage,
+        dir.path(),
+        1,
+    );
     let changed = keys / 1000;
     let step = keys / changed;
     put_keys(&store, &state, (0..changed).map(|i| i * step), 16, &mut rng);
@@ -184,13 +195,19 @@ fn recovery(bytes: u64) {
             start: 0,
             end: KEY_GROUPS / parts,
         };
-        let mut store = backend.restore_store("bench", 0, range, Some(&plan)).unwrap();
+        let mut store = backend
+            .restore_store("bench", 0, range, Some(&plan))
+            .unwrap();
         let state = ValueState::<Vec<u8>>::new(&mut store, StateDescriptor::new("value")).unwrap();
         let value = state
             .get(&store, StateKey::new(0, &0u64.to_be_bytes()))
             .unwrap();
         let elapsed = started.elapsed();
-        assert_eq!(value.map(|v| v.len()), Some(value_len), "the state is restored");
+        assert_eq!(
+            value.map(|v| v.len()),
+            Some(value_len),
+            "the state is restored"
+        );
         println!(
             "recovery of {:.2} GB of state at {label}: {elapsed:.2?} (until the first read)",
             dir_size(&checkpoint_dir.parent().unwrap().join("shared")) as f64 / 1e9
@@ -211,7 +228,9 @@ fn bench_dir() -> std::path::PathBuf {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
-    let only: Option<u64> = std::env::var("HW_BENCH_KEYS").ok().and_then(|k| k.parse().ok());
+    let only: Option<u64> = std::env::var("HW_BENCH_KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok());
     match only {
         Some(keys) => size_and_increment(keys),
         None => {

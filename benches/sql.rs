@@ -45,7 +45,11 @@ fn schema() -> arrow::datatypes::SchemaRef {
         Field::new("bidder", DataType::Int64, true),
         Field::new("price", DataType::Int64, true),
         Field::new("channel", DataType::Utf8, true),
-        Field::new("date_time", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
     ]))
 }
 
@@ -85,7 +89,10 @@ async fn rust_tumble(path: &Path) {
         .unwrap()
         .window(Tumbling::of(Duration::from_secs(10)))
         .unwrap()
-        .aggregate(vec![count(lit(1)).alias("bids"), sum(col("price")).alias("total")])
+        .aggregate(vec![
+            count(lit(1)).alias("bids"),
+            sum(col("price")).alias("total"),
+        ])
         .unwrap()
         .sink(BlackholeSink)
         .unwrap();
@@ -93,12 +100,17 @@ async fn rust_tumble(path: &Path) {
 }
 
 async fn sql(path: &Path, query: &str) {
-    let script = format!("{}\n{query}", TABLE.replace("{path}", &path.display().to_string()));
+    let script = format!(
+        "{}\n{query}",
+        TABLE.replace("{path}", &path.display().to_string())
+    );
     let options = headwater::sql::SqlOptions {
         name: "bench".into(),
         parallelism: 1,
     };
-    let job = headwater::sql::plan_script(&script, &options).await.unwrap();
+    let job = headwater::sql::plan_script(&script, &options)
+        .await
+        .unwrap();
     let config = JobConfig {
         default_parallelism: 1,
         ..JobConfig::default()
@@ -115,7 +127,10 @@ const SQL_FILTER_PROJECT: &str =
 const SQL_TUMBLE: &str = "INSERT INTO windows SELECT auction, window_end, count(*), sum(price)
 FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND) GROUP BY auction, window_end;";
 
-fn best_of_3<F: std::future::Future<Output = ()>>(rt: &tokio::runtime::Runtime, run: impl Fn() -> F) -> f64 {
+fn best_of_3<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    run: impl Fn() -> F,
+) -> f64 {
     (0..3)
         .map(|_| {
             let started = Instant::now();

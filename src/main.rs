@@ -153,7 +153,8 @@ impl RunOptions {
             checkpoint: self.checkpoint_dir.as_ref().map(|dir| {
                 headwater::runtime::checkpoint::CheckpointConfig::new(
                     dir,
-                    self.checkpoint_interval.unwrap_or(std::time::Duration::from_secs(10)),
+                    self.checkpoint_interval
+                        .unwrap_or(std::time::Duration::from_secs(10)),
                 )
             }),
             restore_from: self.from_savepoint.clone(),
@@ -171,8 +172,8 @@ impl RunOptions {
 }
 
 async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(script)
-        .with_context(|| format!("reading {}", script.display()))?;
+    let text =
+        std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     let name = script
         .file_stem()
         .map_or("sql-job".into(), |s| s.to_string_lossy().into_owned());
@@ -201,15 +202,22 @@ async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result
         return wait_for(headwater::runtime::start(job.graph, config)?).await;
     }
     // Views are read as of completed checkpoints: a job with views takes them.
-    let interval = run.checkpoint_interval.unwrap_or(std::time::Duration::from_secs(1));
+    let interval = run
+        .checkpoint_interval
+        .unwrap_or(std::time::Duration::from_secs(1));
     let temporary = match &run.checkpoint_dir {
         Some(dir) => {
-            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(dir, interval));
+            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(
+                dir, interval,
+            ));
             None
         }
         None => {
-            let dir = std::env::temp_dir().join(format!("headwater-checkpoints-{}", std::process::id()));
-            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(&dir, interval));
+            let dir =
+                std::env::temp_dir().join(format!("headwater-checkpoints-{}", std::process::id()));
+            config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(
+                &dir, interval,
+            ));
             Some(dir)
         }
     };

@@ -109,7 +109,11 @@ async fn a_failed_task_restarts_from_the_latest_checkpoint() {
     pipeline(&env, &output, 3_000, 2, instances.clone());
     let result = within(60, env.execute().unwrap().wait()).await.unwrap();
     assert_eq!(result.restarts, 2, "the job restarted twice");
-    assert_eq!(instances.load(Ordering::SeqCst), 2 * 3, "each restart builds every task again");
+    assert_eq!(
+        instances.load(Ordering::SeqCst),
+        2 * 3,
+        "each restart builds every task again"
+    );
     let got = committed_rows(&output);
     assert_eq!(got.len(), expected.len(), "rows lost or duplicated");
     assert!(got == expected, "rows differ from the uninterrupted run");
@@ -127,13 +131,23 @@ async fn the_job_fails_once_its_restarts_are_used_up() {
             attempts: 2,
             delay: Duration::from_millis(20),
         });
-    pipeline(&env, &dir.path().join("out"), 0, u32::MAX, instances.clone());
+    pipeline(
+        &env,
+        &dir.path().join("out"),
+        0,
+        u32::MAX,
+        instances.clone(),
+    );
     let error = within(60, env.execute().unwrap().wait())
         .await
         .expect_err("the job must fail");
     assert_eq!(error.operator(), Some("flaky"), "{error}");
     assert!(error.to_string().contains("injected failure"), "{error}");
-    assert_eq!(instances.load(Ordering::SeqCst), 2 * 3, "the first run and 2 restarts");
+    assert_eq!(
+        instances.load(Ordering::SeqCst),
+        2 * 3,
+        "the first run and 2 restarts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

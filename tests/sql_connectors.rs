@@ -41,7 +41,11 @@ fn datagen_makes_the_rows_it_is_told_to() {
     )
     .unwrap();
     let output = headwater(&["run", "job.sql", "--parallelism", "3"], dir.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut ids: Vec<i64> = Vec::new();
     for row in committed_rows(&dir.path().join("out")) {
         let v: serde_json::Value = serde_json::from_str(&row).unwrap();
@@ -70,13 +74,24 @@ fn bad_lines_go_to_the_dead_letter_directory() {
     )
     .unwrap();
     let output = headwater(&["run", "job.sql", "--parallelism", "2"], dir.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(committed_rows(&dir.path().join("out")).len(), 1000, "every good line");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        committed_rows(&dir.path().join("out")).len(),
+        1000,
+        "every good line"
+    );
     let letters = committed_rows(&dir.path().join("bad"));
     assert_eq!(letters.len(), 8, "every bad line: {letters:?}");
     for letter in &letters {
         let v: serde_json::Value = serde_json::from_str(letter).unwrap();
-        assert!(v["source"].as_str().unwrap().contains("bad_bids.jsonl"), "{letter}");
+        assert!(
+            v["source"].as_str().unwrap().contains("bad_bids.jsonl"),
+            "{letter}"
+        );
         assert!(v["line"].as_u64().unwrap() > 0, "{letter}");
         assert!(!v["error"].as_str().unwrap().is_empty(), "{letter}");
     }
@@ -98,11 +113,21 @@ fn explain_prints_operators_parallelism_and_edges() {
     )
     .unwrap();
     let output = headwater(&["run", "job.sql", "--parallelism", "3"], dir.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("task 0: bids -> filter [parallelism 3]"), "{text}");
+    assert!(
+        text.contains("task 0: bids -> filter [parallelism 3]"),
+        "{text}"
+    );
     assert!(text.contains("tumbling_window"), "{text}");
-    assert!(text.contains("edge: filter -> tumbling_window [hash(auction)]"), "{text}");
+    assert!(
+        text.contains("edge: filter -> tumbling_window [hash(auction)]"),
+        "{text}"
+    );
     assert!(!dir.path().join("out").exists());
 }
 
@@ -120,18 +145,39 @@ fn an_unbounded_job_runs_until_ctrl_c_and_then_commits() {
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["run", "job.sql", "--checkpoint-dir", "checkpoints", "--checkpoint-interval", "200ms"])
+        .args([
+            "run",
+            "job.sql",
+            "--checkpoint-dir",
+            "checkpoints",
+            "--checkpoint-interval",
+            "200ms",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let rows = committed_rows(&dir.path().join("out"));
-    assert!(rows.len() > 1000, "about 2000 rows a second for 1.5 s: {}", rows.len());
+    assert!(
+        rows.len() > 1000,
+        "about 2000 rows a second for 1.5 s: {}",
+        rows.len()
+    );
     let mut ids: Vec<String> = rows.clone();
     ids.dedup(); // sorted: duplicates are neighbours
     assert_eq!(ids.len(), rows.len(), "no event twice");

@@ -62,7 +62,9 @@ fn fold_changelog(lines: &str) -> Vec<String> {
             Some("-U") | Some("-D") => -1,
             other => panic!("unknown change {other:?}"),
         };
-        *counts.entry(serde_json::Value::Object(row).to_string()).or_default() += delta;
+        *counts
+            .entry(serde_json::Value::Object(row).to_string())
+            .or_default() += delta;
     }
     let mut rows = Vec::new();
     for (row, count) in counts {
@@ -76,7 +78,11 @@ fn fold_changelog(lines: &str) -> Vec<String> {
 fn normalized(rows: Vec<String>) -> Vec<String> {
     let mut rows: Vec<String> = rows
         .iter()
-        .map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap().to_string())
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r)
+                .unwrap()
+                .to_string()
+        })
         .collect();
     rows.sort();
     rows
@@ -115,13 +121,24 @@ fn run_with_a_crash(case: &Path) -> Vec<String> {
     let out = dir.path().join("out");
     let paced = script(case, &out).replace(
         &format!("'path' = '{}", sql_dir().join("data").display()),
-        &format!("'rows-per-second' = '3000', 'path' = '{}", sql_dir().join("data").display()),
+        &format!(
+            "'rows-per-second' = '3000', 'path' = '{}",
+            sql_dir().join("data").display()
+        ),
     );
     std::fs::write(dir.path().join("job.sql"), paced).unwrap();
     let state = dir.path().join("state").display().to_string();
     let args = [
-        "run", "job.sql", "--parallelism", "2", "--checkpoint-dir", "checkpoints",
-        "--checkpoint-interval", "100ms", "--state-dir", &state,
+        "run",
+        "job.sql",
+        "--parallelism",
+        "2",
+        "--checkpoint-dir",
+        "checkpoints",
+        "--checkpoint-interval",
+        "100ms",
+        "--state-dir",
+        &state,
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
         .args(args)
@@ -136,14 +153,18 @@ fn run_with_a_crash(case: &Path) -> Vec<String> {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        let committed = dir.path().join("checkpoints").read_dir().is_ok_and(|mut d| {
-            d.any(|e| {
-                e.is_ok_and(|e| {
-                    e.file_name().to_string_lossy().starts_with("chk-")
-                        && e.path().join("_metadata").exists()
+        let committed = dir
+            .path()
+            .join("checkpoints")
+            .read_dir()
+            .is_ok_and(|mut d| {
+                d.any(|e| {
+                    e.is_ok_and(|e| {
+                        e.file_name().to_string_lossy().starts_with("chk-")
+                            && e.path().join("_metadata").exists()
+                    })
                 })
-            })
-        });
+            });
         if committed {
             child.kill().unwrap(); // SIGKILL
             killed = true;
@@ -152,7 +173,11 @@ fn run_with_a_crash(case: &Path) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = child.wait();
-    assert!(killed, "{}: the job ended before its first checkpoint", case.display());
+    assert!(
+        killed,
+        "{}: the job ended before its first checkpoint",
+        case.display()
+    );
     let before = committed_rows(&out).len();
     let output = headwater(&args, dir.path());
     assert!(
@@ -162,14 +187,19 @@ fn run_with_a_crash(case: &Path) -> Vec<String> {
         String::from_utf8_lossy(&output.stderr)
     );
     let rows = normalized(committed_rows(&out));
-    println!("  killed after {before} of {} rows were committed", rows.len());
+    println!(
+        "  killed after {before} of {} rows were committed",
+        rows.len()
+    );
     rows
 }
 
 /// The same script as a DataFusion batch query, its rows as the sink writes them.
 fn oracle(case: &Path) -> Vec<String> {
     let text = script(case, Path::new("/nonexistent"));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let results = rt
         .block_on(headwater::sql::batch::run_batch(&text))
         .unwrap_or_else(|e| panic!("{}: the batch query failed: {e}", case.display()));
@@ -181,7 +211,13 @@ fn oracle(case: &Path) -> Vec<String> {
         }
         writer.finish().unwrap();
     }
-    normalized(String::from_utf8(buffer).unwrap().lines().map(String::from).collect())
+    normalized(
+        String::from_utf8(buffer)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect(),
+    )
 }
 
 #[test]
@@ -195,24 +231,46 @@ fn golden_queries() {
             std::fs::write(&expected_path, rows.join("\n") + "\n").unwrap();
         }
         let expected: Vec<String> = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|_| panic!("{name}: no {}; run with HW_BLESS=1", expected_path.display()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{name}: no {}; run with HW_BLESS=1",
+                    expected_path.display()
+                )
+            })
             .lines()
             .map(String::from)
             .collect();
-        assert!(rows == expected, "{name}: the rows differ from {}", expected_path.display());
+        assert!(
+            rows == expected,
+            "{name}: the rows differ from {}",
+            expected_path.display()
+        );
         let text = std::fs::read_to_string(&case).unwrap();
         if !text.contains("-- parallelism: 1") {
             let at_3 = run(&case, 3, &[]);
-            assert!(at_3 == rows, "{name}: parallelism 3 gives other rows than parallelism 1");
+            assert!(
+                at_3 == rows,
+                "{name}: parallelism 3 gives other rows than parallelism 1"
+            );
         }
         if !text.contains("-- no-oracle") {
             let batch = oracle(&case);
-            assert_eq!(batch.len(), rows.len(), "{name}: row count differs from the batch query");
-            assert!(batch == rows, "{name}: the rows differ from the batch query");
+            assert_eq!(
+                batch.len(),
+                rows.len(),
+                "{name}: row count differs from the batch query"
+            );
+            assert!(
+                batch == rows,
+                "{name}: the rows differ from the batch query"
+            );
         }
         if text.contains("${OUT}") && !text.contains("-- parallelism: 1") {
             let restarted = run_with_a_crash(&case);
-            assert!(restarted == rows, "{name}: killed and restarted from its checkpoint, other rows");
+            assert!(
+                restarted == rows,
+                "{name}: killed and restarted from its checkpoint, other rows"
+            );
         }
         println!("{name}: {} rows", rows.len());
     }
@@ -224,15 +282,23 @@ fn golden_errors() {
     for case in cases(&dir) {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let output = headwater(&["run", &name], &dir);
-        assert_eq!(output.status.code(), Some(1), "{name} must fail before the job starts");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name} must fail before the job starts"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         let expected_path = case.with_extension("err");
         if bless() {
             std::fs::write(&expected_path, format!("{stderr}\n")).unwrap();
         }
-        let expected = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|_| panic!("{name}: no {}; run with HW_BLESS=1", expected_path.display()));
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+            panic!(
+                "{name}: no {}; run with HW_BLESS=1",
+                expected_path.display()
+            )
+        });
         assert_eq!(stderr, expected.trim(), "{name}");
     }
 }

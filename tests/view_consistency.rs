@@ -25,7 +25,16 @@ async fn views_agree_at_every_read_and_never_go_back() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("job.sql"), SCRIPT).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["run", "job.sql", "--parallelism", "2", "--pg-port", "0", "--checkpoint-interval", "100ms"])
+        .args([
+            "run",
+            "job.sql",
+            "--parallelism",
+            "2",
+            "--pg-port",
+            "0",
+            "--checkpoint-interval",
+            "100ms",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -53,9 +62,13 @@ async fn views_agree_at_every_read_and_never_go_back() {
     let mut distinct = 0;
     for _ in 0..300 {
         let row = client.query_one(query, &[]).await.unwrap();
-        let (a, b, c): (Option<i64>, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        let (a, b, c): (Option<i64>, Option<i64>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2));
         let (a, b, c) = (a.unwrap_or(0), b.unwrap_or(0), c.unwrap_or(0));
-        assert!(a == b && b == c, "views of one checkpoint disagree: {a}, {b}, {c}");
+        assert!(
+            a == b && b == c,
+            "views of one checkpoint disagree: {a}, {b}, {c}"
+        );
         assert!(a >= last, "the count went back from {last} to {a}");
         if a > last {
             distinct += 1;
@@ -65,5 +78,8 @@ async fn views_agree_at_every_read_and_never_go_back() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(distinct >= 5, "the views moved on only {distinct} times while the job ran");
+    assert!(
+        distinct >= 5,
+        "the views moved on only {distinct} times while the job ran"
+    );
 }

@@ -35,7 +35,16 @@ fn start(script: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("job.sql"), script).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["run", "job.sql", "--parallelism", "2", "--pg-port", "0", "--checkpoint-interval", "200ms"])
+        .args([
+            "run",
+            "job.sql",
+            "--parallelism",
+            "2",
+            "--pg-port",
+            "0",
+            "--checkpoint-interval",
+            "200ms",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -44,13 +53,20 @@ fn start(script: &str) -> Server {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
         if let Some(addr) = line.strip_prefix("postgres: ") {
             break addr.to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Server { child, addr, _dir: dir }
+    Server {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
 
 const SCRIPT: &str = "
@@ -79,12 +95,22 @@ fn reference() -> (BTreeMap<i64, (i64, i64, i64)>, BTreeMap<i64, i64>) {
     let mut bidders: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for line in std::fs::read_to_string(bids()).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let (a, b, p) = (v["auction"].as_i64().unwrap(), v["bidder"].as_i64().unwrap(), v["price"].as_i64().unwrap());
+        let (a, b, p) = (
+            v["auction"].as_i64().unwrap(),
+            v["bidder"].as_i64().unwrap(),
+            v["price"].as_i64().unwrap(),
+        );
         let s = stats.entry(a).or_insert((0, i64::MIN, 0));
         *s = (s.0 + 1, s.1.max(p), s.2 + p);
         bidders.entry(a).or_default().insert(b);
     }
-    (stats, bidders.into_iter().map(|(a, s)| (a, s.len() as i64)).collect())
+    (
+        stats,
+        bidders
+            .into_iter()
+            .map(|(a, s)| (a, s.len() as i64))
+            .collect(),
+    )
 }
 
 async fn connect(addr: &str) -> tokio_postgres::Client {
@@ -114,7 +140,10 @@ async fn wait_for_all(client: &tokio_postgres::Client, rows: i64) {
             return;
         }
         assert!(seen <= rows, "more rows than the input: {seen}");
-        assert!(Instant::now() < deadline, "the views never held all rows: {seen} of {rows}");
+        assert!(
+            Instant::now() < deadline,
+            "the views never held all rows: {seen} of {rows}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -134,10 +163,20 @@ async fn views_answer_postgres_clients() {
         .unwrap();
     for (auction, (n, top, total)) in &stats {
         let row = client.query_one(&lookup, &[auction]).await.unwrap();
-        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (*n, *top, *total));
+        assert_eq!(
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2)
+            ),
+            (*n, *top, *total)
+        );
         assert_eq!(row.get::<_, Option<i64>>(3), None, "NULL stays NULL");
     }
-    assert!(client.query(&lookup, &[&999_i64]).await.unwrap().is_empty(), "no such key");
+    assert!(
+        client.query(&lookup, &[&999_i64]).await.unwrap().is_empty(),
+        "no such key"
+    );
 
     // A scan, and a join of two views on their key.
     let joined = client
@@ -157,7 +196,10 @@ async fn views_answer_postgres_clients() {
 
     // Timestamps: windows as TIMESTAMP, 10 s apart, their counts adding up.
     let windows = client
-        .query("SELECT window_start, window_end, bids FROM per_window ORDER BY window_start", &[])
+        .query(
+            "SELECT window_start, window_end, bids FROM per_window ORDER BY window_start",
+            &[],
+        )
         .await
         .unwrap();
     let mut total = 0;
@@ -190,19 +232,44 @@ async fn views_answer_postgres_clients() {
         ("SELECT no_such_column FROM auction_stats", "42703"),
     ] {
         let error = client.query(sql, &[]).await.expect_err(sql);
-        let db = error.as_db_error().unwrap_or_else(|| panic!("{sql}: {error}"));
+        let db = error
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{sql}: {error}"));
         assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
     }
-    let still: i64 = client.query_one("SELECT count(*) FROM auction_stats", &[]).await.unwrap().get(0);
+    let still: i64 = client
+        .query_one("SELECT count(*) FROM auction_stats", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(still, stats.len() as i64);
 
     // The real psql.
     let (host, port) = server.addr.rsplit_once(':').unwrap();
     let output = Command::new("psql")
-        .args(["-h", host, "-p", port, "-U", "headwater", "-d", "headwater", "-A", "-t", "-c"])
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            "headwater",
+            "-d",
+            "headwater",
+            "-A",
+            "-t",
+            "-c",
+        ])
         .arg("SELECT auction, bids FROM auction_stats WHERE auction = 3")
         .output()
         .expect("psql (postgresql-client) is installed by scripts/setup.sh");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("3|{}", stats[&3].0));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("3|{}", stats[&3].0)
+    );
 }

@@ -72,7 +72,10 @@ impl UpdatingAggregate {
     }
 
     /// The operator of one subtask.
-    pub fn operator(&self, subtask: &SubtaskInfo) -> std::result::Result<Box<dyn Operator>, BoxError> {
+    pub fn operator(
+        &self,
+        subtask: &SubtaskInfo,
+    ) -> std::result::Result<Box<dyn Operator>, BoxError> {
         Ok(Box::new(UpdatingAggregateOperator {
             keys: KeyCodec::new(
                 self.shared.key_columns.clone(),
@@ -96,7 +99,11 @@ struct UpdatingAggregateOperator {
 
 impl UpdatingAggregateOperator {
     /// The changes `batch` makes: retractions first, then the new results.
-    fn changes(&mut self, batch: &RecordBatch, ctx: &mut OperatorContext) -> Result<Vec<RecordBatch>> {
+    fn changes(
+        &mut self,
+        batch: &RecordBatch,
+        ctx: &mut OperatorContext,
+    ) -> Result<Vec<RecordBatch>> {
         let plan = &self.shared.plan;
         let keys = self.keys.keys(batch)?;
         let mut groups = GroupKeys::new();
@@ -123,14 +130,20 @@ impl UpdatingAggregateOperator {
             old.merge(&old_states, &identity, known.len())?;
             let before = old.evaluate()?;
             let key_columns = self.keys.decode(known.iter().map(|&g| groups.key(g)))?;
-            out.push(self.result_batch(key_columns, before, vec![Change::UpdateBefore; known.len()], time)?);
+            out.push(self.result_batch(
+                key_columns,
+                before,
+                vec![Change::UpdateBefore; known.len()],
+                time,
+            )?);
             merged.merge(&old_states, &known, n)?;
         }
         let states = merged.state()?;
         let mut write = store.new_batch();
         let rows = self.codec.encode(&states)?;
         for (g, key) in state_keys.iter().enumerate() {
-            self.state.put(store, &mut write, *key, &rows.row(g).as_ref().to_vec())?;
+            self.state
+                .put(store, &mut write, *key, &rows.row(g).as_ref().to_vec())?;
         }
         store.write(write)?;
         let mut after = plan.accumulators()?;
@@ -162,7 +175,10 @@ impl UpdatingAggregateOperator {
             changes.iter().map(|c| c.as_str()),
         )));
         columns.push(Arc::new(TimestampMillisecondArray::from(vec![time; rows])));
-        Ok(RecordBatch::try_new(self.shared.output_schema.clone(), columns)?)
+        Ok(RecordBatch::try_new(
+            self.shared.output_schema.clone(),
+            columns,
+        )?)
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
@@ -123,7 +125,10 @@ pub async fn run_batch(
             );
             ctx.register_table(&def.name, table.clone())
                 .map_err(|e| SqlError::datafusion(e, at))?;
-            tables.lock().unwrap_or_else(|e| e.into_inner()).insert(def.name, table);
+            tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(def.name, table);
         } else if statement.lead.starts_with("INSERT") {
             let parsed = Parser::new(&GenericDialect {})
                 .try_with_sql(&statement.text)
@@ -134,7 +139,10 @@ pub async fn run_batch(
                 .statement_to_plan(DfStatement::Statement(Box::new(parsed)))
                 .await
                 .map_err(|e| SqlError::datafusion(e, at))?;
-            let LogicalPlan::Dml(DmlStatement { table_name, input, .. }) = plan else {
+            let LogicalPlan::Dml(DmlStatement {
+                table_name, input, ..
+            }) = plan
+            else {
                 return Err(SqlError::invalid(at, "expected INSERT INTO"));
             };
             let rows = ctx
@@ -157,7 +165,11 @@ pub async fn run_batch(
 /// path that does not exist yet: a sink's).
 fn read_table(def: &crate::ddl::TableDef) -> Result<Vec<RecordBatch>, String> {
     let connector = def.options.get("connector").map(|c| c.value.to_lowercase());
-    let Some(path) = def.options.get("path").filter(|_| connector.as_deref() == Some("filesystem")) else {
+    let Some(path) = def
+        .options
+        .get("path")
+        .filter(|_| connector.as_deref() == Some("filesystem"))
+    else {
         return Ok(Vec::new());
     };
     let path = std::path::Path::new(&path.value);
@@ -166,17 +178,19 @@ fn read_table(def: &crate::ddl::TableDef) -> Result<Vec<RecordBatch>, String> {
     }
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader = std::io::BufReader::new(file);
-    let format = def.options.get("format").map_or("json".into(), |f| f.value.to_lowercase());
+    let format = def
+        .options
+        .get("format")
+        .map_or("json".into(), |f| f.value.to_lowercase());
     let failed = |e: datafusion::arrow::error::ArrowError| format!("{}: {e}", path.display());
     if format == "csv" {
         let header = def
             .options
             .get("csv.ignore-first-line")
             .is_some_and(|v| v.value.eq_ignore_ascii_case("true"));
-        let delimiter = def
-            .options
-            .get("csv.field-delimiter")
-            .map_or(b',', |d| d.value.as_bytes().first().copied().unwrap_or(b','));
+        let delimiter = def.options.get("csv.field-delimiter").map_or(b',', |d| {
+            d.value.as_bytes().first().copied().unwrap_or(b',')
+        });
         datafusion::arrow::csv::ReaderBuilder::new(def.schema.clone())
             .with_header(header)
             .with_delimiter(delimiter)

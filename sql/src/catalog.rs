@@ -139,7 +139,11 @@ impl TableFunctionImpl for WindowTableFunction {
         };
         let schema = input.schema();
         let Ok(field) = schema.field_with_name(&time.name) else {
-            return plan_err!("{usage}: table `{}` has no column `{}`", table.name, time.name);
+            return plan_err!(
+                "{usage}: table `{}` has no column `{}`",
+                table.name,
+                time.name
+            );
         };
         if !matches!(field.data_type(), DataType::Timestamp(..) | DataType::Int64) {
             return plan_err!(
@@ -153,9 +157,17 @@ impl TableFunctionImpl for WindowTableFunction {
             match e {
                 Expr::Literal(v, _) => match interval(v) {
                     Some(d) if d.as_millis() > 0 => durations.push(d),
-                    _ => return plan_err!("{usage}: `{e}` is not a positive interval of days, hours, minutes, seconds or milliseconds"),
+                    _ => {
+                        return plan_err!(
+                            "{usage}: `{e}` is not a positive interval of days, hours, minutes, seconds or milliseconds"
+                        );
+                    }
                 },
-                _ => return plan_err!("{usage}: `{e}` is not an interval such as INTERVAL '10' SECOND"),
+                _ => {
+                    return plan_err!(
+                        "{usage}: `{e}` is not an interval such as INTERVAL '10' SECOND"
+                    );
+                }
             }
         }
         let kind = self.function.kind(&durations);

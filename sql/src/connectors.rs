@@ -208,7 +208,9 @@ fn decode_policy(options: &Options) -> Result<DecodeErrorPolicy, SqlError> {
         return v
             .value
             .parse()
-            .map_err(|e: headwater_operators::OperatorError| SqlError::invalid(v.at, e.to_string()));
+            .map_err(|e: headwater_operators::OperatorError| {
+                SqlError::invalid(v.at, e.to_string())
+            });
     }
     let ignore = options.flag("json.ignore-parse-errors")?.unwrap_or(false)
         || options.flag("csv.ignore-parse-errors")?.unwrap_or(false);
@@ -226,7 +228,14 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
     let options = &table.options;
     options.check_known(
         "datagen",
-        &["connector", "number-of-rows", "rows-per-second", "seed", "fields.*", "decode-error"],
+        &[
+            "connector",
+            "number-of-rows",
+            "rows-per-second",
+            "seed",
+            "fields.*",
+            "decode-error",
+        ],
     )?;
     let mut source = DatagenSource::new(table.schema.clone());
     source.event_time = event_time;
@@ -242,12 +251,18 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
             continue;
         };
         let Some((field, _)) = rest.rsplit_once('.') else {
-            return Err(SqlError::invalid(value.at, format!("option '{key}': expected fields.<column>.<setting>")));
+            return Err(SqlError::invalid(
+                value.at,
+                format!("option '{key}': expected fields.<column>.<setting>"),
+            ));
         };
         if table.schema.field_with_name(field).is_err() {
             return Err(SqlError::invalid(
                 value.at,
-                format!("option '{key}': table `{}` has no column `{field}`", table.name),
+                format!(
+                    "option '{key}': table `{}` has no column `{field}`",
+                    table.name
+                ),
             ));
         }
     }
@@ -274,7 +289,10 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
                 let at = options.get(&key("kind")).map_or(options.at, |v| v.at);
                 return Err(SqlError::invalid(
                     at,
-                    format!("option '{}': `{other}` is not random or sequence", key("kind")),
+                    format!(
+                        "option '{}': `{other}` is not random or sequence",
+                        key("kind")
+                    ),
                 ));
             }
         };
@@ -283,12 +301,18 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
     if let Some(rows) = rows {
         source = source.row_count(rows);
     }
-    source.validate().map_err(|e| SqlError::invalid(options.at, e.to_string()))?;
+    source
+        .validate()
+        .map_err(|e| SqlError::invalid(options.at, e.to_string()))?;
     Ok(source)
 }
 
 /// A generator table may declare some of the generator's columns, with their types.
-fn check_columns_of(table: &TableDef, produced: &SchemaRef, connector: &str) -> Result<(), SqlError> {
+fn check_columns_of(
+    table: &TableDef,
+    produced: &SchemaRef,
+    connector: &str,
+) -> Result<(), SqlError> {
     for field in table.schema.fields() {
         match produced.field_with_name(field.name()) {
             Ok(p) if p.data_type() == field.data_type() => {}
@@ -304,7 +328,11 @@ fn check_columns_of(table: &TableDef, produced: &SchemaRef, connector: &str) -> 
                 ));
             }
             Err(_) => {
-                let names: Vec<_> = produced.fields().iter().map(|f| f.name().as_str()).collect();
+                let names: Vec<_> = produced
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
                 return Err(SqlError::invalid(
                     table.at,
                     format!(
@@ -318,4 +346,3 @@ fn check_columns_of(table: &TableDef, produced: &SchemaRef, connector: &str) -> 
     }
     Ok(())
 }
-

@@ -42,9 +42,8 @@ impl Options {
     }
 
     pub fn require(&self, key: &str, what: &str) -> Result<&OptionValue, SqlError> {
-        self.get(key).ok_or_else(|| {
-            SqlError::invalid(self.at, format!("{what} needs the option '{key}'"))
-        })
+        self.get(key)
+            .ok_or_else(|| SqlError::invalid(self.at, format!("{what} needs the option '{key}'")))
     }
 
     /// A number option, checked.
@@ -52,7 +51,10 @@ impl Options {
         self.get(key)
             .map(|v| {
                 v.value.trim().parse().map_err(|_| {
-                    SqlError::invalid(v.at, format!("option '{key}': `{}` is not a number", v.value))
+                    SqlError::invalid(
+                        v.at,
+                        format!("option '{key}': `{}` is not a number", v.value),
+                    )
                 })
             })
             .transpose()
@@ -116,11 +118,7 @@ impl TableDef {
         let name = create.name.to_string();
         let mut fields = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
-            let at = column
-                .name
-                .span
-                .start
-                .into();
+            let at = column.name.span.start.into();
             let not_null = column
                 .options
                 .iter()
@@ -138,7 +136,10 @@ impl TableDef {
             fields.push(Field::new(column.name.value.clone(), data_type, !not_null));
         }
         if fields.is_empty() {
-            return Err(SqlError::invalid(statement.start, format!("table `{name}` has no columns")));
+            return Err(SqlError::invalid(
+                statement.start,
+                format!("table `{name}` has no columns"),
+            ));
         }
         let schema = Arc::new(Schema::new(fields));
         let watermark = statement
@@ -160,7 +161,8 @@ impl TableDef {
 
     /// The `connector` option.
     pub fn connector(&self) -> Result<&OptionValue, SqlError> {
-        self.options.require("connector", &format!("table `{}`", self.name))
+        self.options
+            .require("connector", &format!("table `{}`", self.name))
     }
 }
 
@@ -172,7 +174,10 @@ fn watermark(
 ) -> Result<(String, Duration), SqlError> {
     let at = clause.at;
     let field = schema.field_with_name(&clause.column).map_err(|_| {
-        SqlError::invalid(at, format!("WATERMARK FOR `{}`: no such column", clause.column))
+        SqlError::invalid(
+            at,
+            format!("WATERMARK FOR `{}`: no such column", clause.column),
+        )
     })?;
     if !matches!(field.data_type(), DataType::Timestamp(..) | DataType::Int64) {
         return Err(SqlError::invalid(
@@ -184,8 +189,8 @@ fn watermark(
             ),
         ));
     }
-    let df_schema = DFSchema::try_from(schema.as_ref().clone())
-        .map_err(|e| SqlError::datafusion(e, at))?;
+    let df_schema =
+        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| SqlError::datafusion(e, at))?;
     let expr = ctx
         .parse_sql_expr(&clause.expression, &df_schema)
         .map_err(|e| SqlError::datafusion(e, at))?;

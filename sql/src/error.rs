@@ -106,7 +106,9 @@ impl SqlError {
                 let line = parts.next().and_then(|l| l.trim().parse().ok());
                 let column = parts.next().and_then(|c| c.trim().parse().ok());
                 match (line, column) {
-                    (Some(line), Some(column)) => (text[..i].to_string(), Position { line, column }),
+                    (Some(line), Some(column)) => {
+                        (text[..i].to_string(), Position { line, column })
+                    }
                     _ => (text.clone(), fallback),
                 }
             }

@@ -255,7 +255,10 @@ fn lift_table_clauses(
                     });
                 };
                 let key: String = pair[..eq].iter().map(|t| token_text(&t.token)).collect();
-                let value: String = pair[eq + 1..].iter().map(|t| token_text(&t.token)).collect();
+                let value: String = pair[eq + 1..]
+                    .iter()
+                    .map(|t| token_text(&t.token))
+                    .collect();
                 if key.is_empty() || value.is_empty() {
                     return Err(SqlError::Syntax {
                         at,
@@ -264,10 +267,19 @@ fn lift_table_clauses(
                 }
                 let value_at = pair.get(eq + 1).map_or(at, |t| t.span.start.into());
                 if options
-                    .insert(key.to_lowercase(), OptionValue { value, at: value_at })
+                    .insert(
+                        key.to_lowercase(),
+                        OptionValue {
+                            value,
+                            at: value_at,
+                        },
+                    )
                     .is_some()
                 {
-                    return Err(SqlError::invalid(at, format!("option '{key}' is given twice")));
+                    return Err(SqlError::invalid(
+                        at,
+                        format!("option '{key}' is given twice"),
+                    ));
                 }
             }
             blank.push((tokens[k].span.start.into(), tokens[end].span.end.into()));
@@ -281,9 +293,7 @@ fn lift_table_clauses(
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), ..))` → `TUMBLE(t, ts, ..)`, and
 /// a `PARTITION BY ..` inside (the GROUP BY keys partition windows here).
 fn lift_window_table_functions(tokens: &[TokenWithSpan], blank: &mut Vec<(Position, Position)>) {
-    let is_word = |t: &TokenWithSpan, names: &[&str]| {
-        matches!(&t.token, Token::Word(w) if names.iter().any(|n| w.value.eq_ignore_ascii_case(n)))
-    };
+    let is_word = |t: &TokenWithSpan, names: &[&str]| matches!(&t.token, Token::Word(w) if names.iter().any(|n| w.value.eq_ignore_ascii_case(n)));
     const WINDOWS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
     let mut i = 0;
     while i + 3 < tokens.len() {
@@ -308,7 +318,10 @@ fn lift_window_table_functions(tokens: &[TokenWithSpan], blank: &mut Vec<(Positi
                     && let Some(close) = matching_paren(tokens, j + 1)
                 {
                     blank.push((tokens[j].span.start.into(), tokens[j + 1].span.end.into()));
-                    blank.push((tokens[close].span.start.into(), tokens[close].span.end.into()));
+                    blank.push((
+                        tokens[close].span.start.into(),
+                        tokens[close].span.end.into(),
+                    ));
                 } else if is_word(&tokens[j], &["PARTITION"]) {
                     let mut k = j;
                     while k < inner_close && tokens[k].token != Token::Comma {

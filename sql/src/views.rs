@@ -77,7 +77,11 @@ impl ViewTable {
         } else {
             for part in &self.parts {
                 for key_group in part.key_groups.start..part.key_groups.end {
-                    for (_, value) in part.snapshot.range(&state, key_group, &[], None).map_err(failed)? {
+                    for (_, value) in part
+                        .snapshot
+                        .range(&state, key_group, &[], None)
+                        .map_err(failed)?
+                    {
                         values.push(value);
                     }
                 }
@@ -92,7 +96,12 @@ impl ViewTable {
 
 /// `column = literal` (either way round) on `name`.
 fn key_equality(filter: &Expr, name: &str) -> Option<ScalarValue> {
-    let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = filter
+    else {
         return None;
     };
     match (left.as_ref(), right.as_ref()) {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, SchemaRef, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
@@ -19,8 +19,8 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo,
-    QueryResponse, Response,
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -196,7 +196,10 @@ impl QueryParser for Parser {
         // Planned in `do_describe`/`do_query`, where the views are at hand.
         Ok(Some(Prepared {
             sql: sql.to_string(),
-            parameters: types.iter().map(|t| t.clone().unwrap_or(Type::UNKNOWN)).collect(),
+            parameters: types
+                .iter()
+                .map(|t| t.clone().unwrap_or(Type::UNKNOWN))
+                .collect(),
             schema: Arc::new(arrow::datatypes::Schema::empty()),
         }))
     }
@@ -218,11 +221,19 @@ impl Backend {
     /// Plans `sql` over the views: its parameter types and result columns.
     async fn prepare(&self, sql: &str, given: &[Option<Type>]) -> PgWireResult<Prepared> {
         let (ctx, _) = self.queries.session().map_err(query_error)?;
-        let plan = ctx.state().create_logical_plan(sql).await.map_err(query_error)?;
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(query_error)?;
         let inferred = plan.get_parameter_types().map_err(query_error)?;
         let mut parameters = Vec::new();
         for i in 0..inferred.len().max(given.len()) {
-            let from_client = given.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
+            let from_client = given
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN);
             let from_plan = inferred
                 .get(&format!("${}", i + 1))
                 .cloned()
@@ -258,7 +269,9 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let prepared = self.prepare(&target.statement.sql, &target.parameter_types).await?;
+        let prepared = self
+            .prepare(&target.statement.sql, &target.parameter_types)
+            .await?;
         Ok(DescribeStatementResponse::new(
             prepared.parameters.clone(),
             fields(&prepared.schema, &Format::UnifiedText),
@@ -277,7 +290,9 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &target.statement;
-        let prepared = self.prepare(&stmt.statement.sql, &stmt.parameter_types).await?;
+        let prepared = self
+            .prepare(&stmt.statement.sql, &stmt.parameter_types)
+            .await?;
         Ok(DescribePortalResponse::new(fields(
             &prepared.schema,
             &target.result_column_format,
@@ -300,7 +315,9 @@ impl ExtendedQueryHandler for Backend {
         if let Some(response) = session_statement(&stmt.statement.sql) {
             return Ok(response);
         }
-        let prepared = self.prepare(&stmt.statement.sql, &stmt.parameter_types).await?;
+        let prepared = self
+            .prepare(&stmt.statement.sql, &stmt.parameter_types)
+            .await?;
         let mut values = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
             let pg = prepared.parameters.get(i).cloned().unwrap_or(Type::TEXT);
@@ -310,7 +327,9 @@ impl ExtendedQueryHandler for Backend {
         let mut frame = ctx.sql(&prepared.sql).await.map_err(query_error)?;
         if !values.is_empty() {
             frame = frame
-                .with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect()))
+                .with_param_values(ParamValues::List(
+                    values.into_iter().map(Into::into).collect(),
+                ))
                 .map_err(query_error)?;
         }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -361,12 +380,22 @@ fn fields(schema: &SchemaRef, format: &Format) -> Vec<FieldInfo> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), format.format_for(i))
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                format.format_for(i),
+            )
         })
         .collect()
 }
 
-fn rows_response(schema: &SchemaRef, batches: Vec<RecordBatch>, format: &Format) -> PgWireResult<Response> {
+fn rows_response(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    format: &Format,
+) -> PgWireResult<Response> {
     let fields = Arc::new(fields(schema, format));
     let mut rows = Vec::new();
     let mut encoder = DataRowEncoder::new(fields.clone());
@@ -378,7 +407,10 @@ fn rows_response(schema: &SchemaRef, batches: Vec<RecordBatch>, format: &Format)
             rows.push(Ok(encoder.take_row()));
         }
     }
-    Ok(Response::Query(QueryResponse::new(fields, stream::iter(rows))))
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        stream::iter(rows),
+    )))
 }
 
 /// Encodes one value: typed where Postgres has the type, as text otherwise.

@@ -114,7 +114,9 @@ impl SourceSpec for FileSource {
             let pace = spec
                 .rows_per_second
                 .map(|r| RateLimiter::new(r / subtask.parallelism as f64));
-            let batch_size = pace.as_ref().map_or(spec.batch_size, |p| p.batch_size(spec.batch_size));
+            let batch_size = pace
+                .as_ref()
+                .map_or(spec.batch_size, |p| p.batch_size(spec.batch_size));
             let decoder = spec.format.decoder(spec.schema.clone(), batch_size)?;
             Ok(Box::new(FileReader {
                 spec: spec.clone(),

@@ -54,7 +54,14 @@ impl ViewRegistry {
     }
 
     /// Declares a view (when its job is planned), with no rows yet.
-    pub fn declare(&self, name: &str, schema: SchemaRef, key: Vec<usize>, parallelism: usize, max_parallelism: u32) {
+    pub fn declare(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        key: Vec<usize>,
+        parallelism: usize,
+        max_parallelism: u32,
+    ) {
         self.lock().insert(
             name.to_string(),
             ViewInfo {
@@ -113,7 +120,8 @@ impl ViewRegistry {
         for name in names {
             let view = views.get(name)?;
             for subtask in &view.subtasks {
-                let ids: std::collections::BTreeSet<u64> = subtask.published.keys().copied().collect();
+                let ids: std::collections::BTreeSet<u64> =
+                    subtask.published.keys().copied().collect();
                 common = Some(match common {
                     None => ids,
                     Some(c) => c.intersection(&ids).copied().collect(),

@@ -88,13 +88,22 @@ impl ViewWriter {
             .iter()
             .map(|f| {
                 batch.column_by_name(f.name()).cloned().ok_or_else(|| {
-                    OperatorError::Config(format!("view `{}`: no column `{}`", self.view.name, f.name()))
+                    OperatorError::Config(format!(
+                        "view `{}`: no column `{}`",
+                        self.view.name,
+                        f.name()
+                    ))
                 })
             })
             .collect::<Result<_>>()?;
         let mut keys: Vec<ArrayRef> = self.view.key.iter().map(|&i| columns[i].clone()).collect();
         if keys.is_empty() {
-            keys.push(Arc::new(arrow::array::BooleanArray::from(vec![true; batch.num_rows()])));
+            keys.push(Arc::new(arrow::array::BooleanArray::from(vec![
+                true;
+                batch
+                    .num_rows(
+                    )
+            ])));
         }
         let key_rows = self.codec.keys.convert_columns(&keys)?;
         let rows = self.codec.rows.convert_columns(&columns)?;
@@ -109,14 +118,22 @@ impl ViewWriter {
         for (i, hash) in hashes.iter().enumerate() {
             let key_group = key_group_of(*hash, max_parallelism);
             let keep = match &changes {
-                Some(c) if c.is_valid(i) => Change::parse(c.value(i)).is_none_or(|c| c.is_addition()),
+                Some(c) if c.is_valid(i) => {
+                    Change::parse(c.value(i)).is_none_or(|c| c.is_addition())
+                }
                 _ => true,
             };
             if keep {
-                self.state
-                    .put(store, &mut write, key_group, key_rows.row(i).as_ref(), rows.row(i).as_ref())?;
+                self.state.put(
+                    store,
+                    &mut write,
+                    key_group,
+                    key_rows.row(i).as_ref(),
+                    rows.row(i).as_ref(),
+                )?;
             } else {
-                self.state.delete(store, &mut write, key_group, key_rows.row(i).as_ref())?;
+                self.state
+                    .delete(store, &mut write, key_group, key_rows.row(i).as_ref())?;
             }
         }
         store.write(write)?;
@@ -126,7 +143,8 @@ impl ViewWriter {
     fn freeze(&mut self, checkpoint: u64, ctx: &mut OperatorContext) -> Result<()> {
         let store = ctx.keyed_state()?;
         let dir = store.path().with_extension(format!("view-{checkpoint}"));
-        self.frozen.insert(checkpoint, StoreSnapshot::take(store, &dir)?);
+        self.frozen
+            .insert(checkpoint, StoreSnapshot::take(store, &dir)?);
         Ok(())
     }
 
@@ -188,4 +206,3 @@ impl Operator for ViewWriter {
         Ok(())
     }
 }
-

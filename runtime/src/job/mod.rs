@@ -246,7 +246,10 @@ impl Job {
 
     /// The checkpoint a restart starts from: the newest complete one, or the
     /// one the job started from if none has completed since.
-    fn latest_restore(&self, initial: Option<&RestorePlan>) -> Result<Option<RestorePlan>, JobError> {
+    fn latest_restore(
+        &self,
+        initial: Option<&RestorePlan>,
+    ) -> Result<Option<RestorePlan>, JobError> {
         let latest = restore_plan(&JobConfig {
             restore_from: None,
             ..self.config.clone()

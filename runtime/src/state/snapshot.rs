@@ -21,7 +21,9 @@ pub struct StoreSnapshot {
 
 impl std::fmt::Debug for StoreSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSnapshot").field("dir", &self.dir).finish()
+        f.debug_struct("StoreSnapshot")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -30,18 +32,18 @@ impl StoreSnapshot {
     pub fn take(store: &KeyedStateStore, dir: &Path) -> Result<Self, StateError> {
         let _ = std::fs::remove_dir_all(dir);
         if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StateError::Config(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StateError::Config(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         store.snapshot_to(dir)?;
         let mut options = Options::default();
         options.set_max_open_files(64);
-        let db = DB::open_for_read_only(&options, dir, false).map_err(|source| {
-            StateError::RocksDb {
+        let db =
+            DB::open_for_read_only(&options, dir, false).map_err(|source| StateError::RocksDb {
                 path: dir.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         Ok(StoreSnapshot {
             db,
             dir: dir.to_path_buf(),
@@ -81,7 +83,10 @@ impl StoreSnapshot {
         let mut start = Vec::new();
         state.stored(key_group, from, &mut start);
         let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
             let (key, value) = item.map_err(|e| self.failed(e))?;
             if !key.starts_with(&prefix) {
                 break;

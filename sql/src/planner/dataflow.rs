@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::logical_expr::Expr;
+use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::decode_error::{DEAD_LETTER_OUTPUT, dead_letter_schema};
 use headwater_operators::sinks::{FileSink, SinkSpec};
-use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::transform::{Filter, Project, Union};
 use headwater_operators::view::{ViewRegistry, ViewSink};
 use headwater_runtime::graph::{Edge, OperatorFactory};
@@ -56,7 +56,12 @@ impl Dataflow {
         let name = self.unique_name(name);
         let node = self
             .graph
-            .add_source(&name, self.parallelism, table.event_time.clone(), table.spec.factory())
+            .add_source(
+                &name,
+                self.parallelism,
+                table.event_time.clone(),
+                table.spec.factory(),
+            )
             .map_err(|e| e.to_string())?;
         if let Some(dir) = &table.dead_letters {
             let letters = Stream {
@@ -64,7 +69,12 @@ impl Dataflow {
                 schema: schema_with_event_time(&dead_letter_schema()),
                 partitioning: Partitioning::Forward,
             };
-            self.sink_from(letters, Some(DEAD_LETTER_OUTPUT), &FileSink::json(dir), &format!("{name}_dead_letters"))?;
+            self.sink_from(
+                letters,
+                Some(DEAD_LETTER_OUTPUT),
+                &FileSink::json(dir),
+                &format!("{name}_dead_letters"),
+            )?;
         }
         Ok(Stream {
             node,
@@ -112,7 +122,12 @@ impl Dataflow {
         })
     }
 
-    fn connect(&mut self, input: &Stream, side_output: Option<&str>, to: NodeId) -> Result<(), String> {
+    fn connect(
+        &mut self,
+        input: &Stream,
+        side_output: Option<&str>,
+        to: NodeId,
+    ) -> Result<(), String> {
         let mut partitioning = input.partitioning.clone();
         if partitioning == Partitioning::Forward
             && self.graph.node(input.node).parallelism != self.graph.node(to).parallelism
@@ -190,7 +205,11 @@ impl Dataflow {
         let schema = Arc::new(Schema::new(columns));
         let key_indices = key
             .iter()
-            .map(|k| schema.index_of(k).map_err(|_| format!("view `{name}`: no key column `{k}`")))
+            .map(|k| {
+                schema
+                    .index_of(k)
+                    .map_err(|_| format!("view `{name}`: no key column `{k}`"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let sink = ViewSink {
             name: name.to_string(),

@@ -102,17 +102,30 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
         if lead.starts_with("CREATE TABLE") || lead.starts_with("CREATE TEMPORARY TABLE") {
             let def = TableDef::from_statement(&statement, &ctx)?;
             let name = def.name.clone();
-            if tables.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&name) {
-                return Err(SqlError::invalid(statement.start, format!("table `{name}` is already declared")));
+            if tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&name)
+            {
+                return Err(SqlError::invalid(
+                    statement.start,
+                    format!("table `{name}` is already declared"),
+                ));
             }
             let provider = Arc::new(DeclaredTable { def });
             ctx.register_table(&name, provider.clone())
                 .map_err(|e| SqlError::datafusion(e, statement.start))?;
-            tables.lock().unwrap_or_else(|e| e.into_inner()).insert(name, provider);
+            tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name, provider);
         } else if lead.starts_with("CREATE MATERIALIZED VIEW") {
             let name = materialized_view(&ctx, &mut dataflow, &statement, options).await?;
             if views.contains(&name) {
-                return Err(SqlError::invalid(statement.start, format!("view `{name}` is already declared")));
+                return Err(SqlError::invalid(
+                    statement.start,
+                    format!("view `{name}` is already declared"),
+                ));
             }
             views.push(name);
             pipelines += 1;
@@ -121,7 +134,10 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
             let inner = explained(&statement);
             pipeline(&ctx, &mut scratch, &inner).await?;
             explains.push(PhysicalPlan::new(&scratch.graph).to_string());
-        } else if lead.starts_with("INSERT") || lead.starts_with("SELECT") || lead.starts_with("WITH") {
+        } else if lead.starts_with("INSERT")
+            || lead.starts_with("SELECT")
+            || lead.starts_with("WITH")
+        {
             pipeline(&ctx, &mut dataflow, &statement).await?;
             pipelines += 1;
         } else {
@@ -129,7 +145,11 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
                 statement.start,
                 format!(
                     "`{}` is not supported in a job script: use CREATE TABLE, INSERT INTO .. SELECT, SELECT or EXPLAIN",
-                    if lead.is_empty() { "this statement" } else { lead }
+                    if lead.is_empty() {
+                        "this statement"
+                    } else {
+                        lead
+                    }
                 ),
             ));
         }
@@ -146,9 +166,20 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
 fn explained(statement: &ScriptStatement) -> ScriptStatement {
     let mut inner = statement.clone();
     let first = &statement.tokens[0];
-    let line_start: usize = inner.text.split_inclusive('\n').take(first.span.start.line as usize - 1).map(str::len).sum();
-    let from = line_start + inner.text[line_start..].char_indices().nth(first.span.start.column as usize - 1).map_or(0, |(i, _)| i);
-    inner.text.replace_range(from..from + "EXPLAIN".len(), "       ");
+    let line_start: usize = inner
+        .text
+        .split_inclusive('\n')
+        .take(first.span.start.line as usize - 1)
+        .map(str::len)
+        .sum();
+    let from = line_start
+        + inner.text[line_start..]
+            .char_indices()
+            .nth(first.span.start.column as usize - 1)
+            .map_or(0, |(i, _)| i);
+    inner
+        .text
+        .replace_range(from..from + "EXPLAIN".len(), "       ");
     inner.tokens.remove(0);
     inner.lead = inner
         .tokens
@@ -173,19 +204,8 @@ async fn pipeline(
     statement: &ScriptStatement,
 ) -> Result<(), SqlError> {
     refuse_unbounded_constructs(statement)?;
-    let parsed = Parser::new(&GenericDialect {})
-        .try_with_sql(&statement.text)
-        .and_then(|mut p| p.parse_statement())
-        .map_err(|e| SqlError::parser(e, statement.start))?;
-    let state = ctx.state();
-    let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(parsed)))
-        .await
-        .map_err(|e| SqlError::datafusion(e, statement.start))?;
-    let plan = state
-        .analyzer()
-        .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
-        .map_err(|e| SqlError::datafusion(e, statement.start))?;
+    let parsed = parse(statement)?;
+    let plan = logical_plan(ctx, parsed, statement.start).await?;
     let at = statement.start;
     match &plan {
         LogicalPlan::Dml(DmlStatement {
@@ -199,10 +219,15 @@ async fn pipeline(
                 .await
                 .map_err(|e| SqlError::datafusion(e, at))?;
             let Some(table) = downcast::<DeclaredTable>(&provider) else {
-                return Err(SqlError::invalid(at, format!("`{table_name}` is not a table of this script")));
+                return Err(SqlError::invalid(
+                    at,
+                    format!("`{table_name}` is not a table of this script"),
+                ));
             };
             let sink = connectors::sink(&table.def)?;
-            let query::QueryStream { stream, updating, .. } = query::plan_query(dataflow, input, at)?;
+            let query::QueryStream {
+                stream, updating, ..
+            } = query::plan_query(dataflow, input, at)?;
             if updating && !connectors::takes_changes(&table.def) {
                 return Err(SqlError::unsupported(
                     at,
@@ -239,25 +264,15 @@ async fn materialized_view(
 ) -> Result<String, SqlError> {
     refuse_unbounded_constructs(statement)?;
     let at = statement.start;
-    let parsed = Parser::new(&GenericDialect {})
-        .try_with_sql(&statement.text)
-        .and_then(|mut p| p.parse_statement())
-        .map_err(|e| SqlError::parser(e, at))?;
-    let sqlparser::ast::Statement::CreateView(create) = parsed else {
-        return Err(SqlError::invalid(at, "expected CREATE MATERIALIZED VIEW name AS SELECT .."));
+    let sqlparser::ast::Statement::CreateView(create) = parse(statement)? else {
+        return Err(SqlError::invalid(
+            at,
+            "expected CREATE MATERIALIZED VIEW name AS SELECT ..",
+        ));
     };
     let name = create.name.to_string();
-    let state = ctx.state();
-    let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(sqlparser::ast::Statement::Query(
-            create.query,
-        ))))
-        .await
-        .map_err(|e| SqlError::datafusion(e, at))?;
-    let plan = state
-        .analyzer()
-        .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
-        .map_err(|e| SqlError::datafusion(e, at))?;
+    let query = sqlparser::ast::Statement::Query(create.query);
+    let plan = logical_plan(ctx, query, at).await?;
     let query = query::plan_query(dataflow, &plan, at)?;
     let Some(key) = query.key else {
         return Err(SqlError::unsupported(
@@ -269,18 +284,58 @@ async fn materialized_view(
         ));
     };
     dataflow
-        .view(query.stream, &name, &key, &options.views, options.max_parallelism)
+        .view(
+            query.stream,
+            &name,
+            &key,
+            &options.views,
+            options.max_parallelism,
+        )
         .map_err(|e| SqlError::plan(at, e))?;
     Ok(name)
+}
+
+/// The statement's text, parsed by sqlparser.
+fn parse(statement: &ScriptStatement) -> Result<sqlparser::ast::Statement, SqlError> {
+    Parser::new(&GenericDialect {})
+        .try_with_sql(&statement.text)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| SqlError::parser(e, statement.start))
+}
+
+/// DataFusion's logical plan of a statement, types coerced by its analyzer.
+async fn logical_plan(
+    ctx: &SessionContext,
+    statement: sqlparser::ast::Statement,
+    at: crate::error::Position,
+) -> Result<LogicalPlan, SqlError> {
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(|e| SqlError::datafusion(e, at))?;
+    state
+        .analyzer()
+        .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
+        .map_err(|e| SqlError::datafusion(e, at))
 }
 
 /// Refuses, at their place, what a stream cannot do, before DataFusion
 /// plans it (its plans do not keep places).
 fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlError> {
     let checks: [(Keyword, &str); 4] = [
-        (Keyword::OVER, "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY"),
-        (Keyword::ORDER, "ORDER BY on an unbounded stream is not supported; use a window or a view"),
-        (Keyword::LIMIT, "LIMIT on an unbounded stream is not supported; use a window or a view"),
+        (
+            Keyword::OVER,
+            "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY",
+        ),
+        (
+            Keyword::ORDER,
+            "ORDER BY on an unbounded stream is not supported; use a window or a view",
+        ),
+        (
+            Keyword::LIMIT,
+            "LIMIT on an unbounded stream is not supported; use a window or a view",
+        ),
         (Keyword::JOIN, "joins are not supported yet"),
     ];
     for (keyword, message) in checks {
@@ -290,4 +345,3 @@ fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlErr
     }
     Ok(())
 }
-

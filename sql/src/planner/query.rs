@@ -31,7 +31,12 @@ struct Planned {
 
 impl Planned {
     fn append(stream: Stream) -> Self {
-        Planned { stream, window: None, updating: false, key: None }
+        Planned {
+            stream,
+            window: None,
+            updating: false,
+            key: None,
+        }
     }
 }
 
@@ -172,7 +177,8 @@ impl QueryPlanner<'_> {
     }
 
     fn scan(&mut self, scan: &TableScan) -> Result<Planned, SqlError> {
-        let provider = source_as_provider(&scan.source).map_err(|e| SqlError::datafusion(e, self.at))?;
+        let provider =
+            source_as_provider(&scan.source).map_err(|e| SqlError::datafusion(e, self.at))?;
         let (table, window) = if let Some(t) = downcast::<DeclaredTable>(&provider) {
             (&t.def, None)
         } else if let Some(w) = downcast::<WindowedTable>(&provider) {
@@ -199,7 +205,10 @@ impl QueryPlanner<'_> {
             }
             (&t.def, Some(PendingWindow { kind: w.kind }))
         } else {
-            return Err(self.unsupported(format!("table `{}` cannot be read by a job", scan.table_name)));
+            return Err(self.unsupported(format!(
+                "table `{}` cannot be read by a job",
+                scan.table_name
+            )));
         };
         // Every query of the script reads a table from the same source, so
         // that a checkpoint cuts all of them at the same place in its input.
@@ -214,15 +223,25 @@ impl QueryPlanner<'_> {
                     .map_err(|e| self.failed(e))?;
                 // The connector may make more columns than the table declares.
                 let same = source.produces.fields().len() == declared.len()
-                    && source.produces.fields().iter().zip(declared).all(|(a, b)| a.name() == b.name());
+                    && source
+                        .produces
+                        .fields()
+                        .iter()
+                        .zip(declared)
+                        .all(|(a, b)| a.name() == b.name());
                 if !same {
                     let exprs: Vec<Expr> = declared
                         .iter()
                         .map(|f| Expr::Column(Column::new_unqualified(f.name())))
                         .collect();
-                    stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
+                    stream = self
+                        .dataflow
+                        .project(stream, &exprs)
+                        .map_err(|e| self.failed(e))?;
                 }
-                self.dataflow.sources.insert(table.name.clone(), stream.clone());
+                self.dataflow
+                    .sources
+                    .insert(table.name.clone(), stream.clone());
                 stream
             }
         };
@@ -233,9 +252,17 @@ impl QueryPlanner<'_> {
                 .iter()
                 .map(|&i| Expr::Column(Column::new_unqualified(declared[i].name())))
                 .collect();
-            stream = self.dataflow.project(stream, &exprs).map_err(|e| self.failed(e))?;
+            stream = self
+                .dataflow
+                .project(stream, &exprs)
+                .map_err(|e| self.failed(e))?;
         }
-        Ok(Planned { stream, window, updating: false, key: None })
+        Ok(Planned {
+            stream,
+            window,
+            updating: false,
+            key: None,
+        })
     }
 
     fn aggregate(&mut self, a: &Aggregate) -> Result<Planned, SqlError> {
@@ -252,7 +279,9 @@ impl QueryPlanner<'_> {
         let mut has_bounds = false;
         for e in &a.group_expr {
             match unqualified(e) {
-                Expr::Column(c) if c.name == "window_start" || c.name == "window_end" => has_bounds = true,
+                Expr::Column(c) if c.name == "window_start" || c.name == "window_end" => {
+                    has_bounds = true
+                }
                 Expr::Column(c) => keys.push(c.name),
                 other => {
                     return Err(self.unsupported(format!(
@@ -269,14 +298,7 @@ impl QueryPlanner<'_> {
         let groups = a.group_expr.len();
         let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
         let mut stream = input.stream;
-        let parallelism = if keys.is_empty() {
-            // One window for everything: one subtask sees every row.
-            stream.partitioning = Partitioning::Rebalance;
-            Some(1)
-        } else {
-            stream.partitioning = Partitioning::Hash(keys.clone());
-            None
-        };
+        let parallelism = by_key(&mut stream, &keys);
         let operator = WindowAggregate::try_new(window.kind, &keys, &aggregates, &stream.schema)
             .map_err(|e| self.failed(e.to_string()))?;
         let name = match window.kind {
@@ -297,19 +319,29 @@ impl QueryPlanner<'_> {
             )
             .map_err(|e| self.failed(e))?;
         // The columns in the order and with the names the plan above expects.
-        let columns: Vec<Expr> = a
-            .schema
-            .fields()
-            .iter()
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-            .collect();
-        let stream = self.dataflow.project(windows, &columns).map_err(|e| self.failed(e))?;
-        let key = Some(a.schema.fields()[..groups].iter().map(|f| f.name().clone()).collect());
-        Ok(Planned { key, ..Planned::append(stream) })
+        let columns = plan_columns(a);
+        let stream = self
+            .dataflow
+            .project(windows, &columns)
+            .map_err(|e| self.failed(e))?;
+        let key = Some(
+            a.schema.fields()[..groups]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        );
+        Ok(Planned {
+            key,
+            ..Planned::append(stream)
+        })
     }
 
     /// `GROUP BY` without a window: a changelog of each key's results.
-    fn updating_aggregate(&mut self, a: &Aggregate, mut stream: Stream) -> Result<Planned, SqlError> {
+    fn updating_aggregate(
+        &mut self,
+        a: &Aggregate,
+        mut stream: Stream,
+    ) -> Result<Planned, SqlError> {
         let mut keys = Vec::new();
         for e in &a.group_expr {
             match unqualified(e) {
@@ -323,13 +355,7 @@ impl QueryPlanner<'_> {
         }
         let groups = a.group_expr.len();
         let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
-        let parallelism = if keys.is_empty() {
-            stream.partitioning = Partitioning::Rebalance;
-            Some(1)
-        } else {
-            stream.partitioning = Partitioning::Hash(keys.clone());
-            None
-        };
+        let parallelism = by_key(&mut stream, &keys);
         let operator = UpdatingAggregate::try_new(&keys, &aggregates, &stream.schema)
             .map_err(|e| self.failed(e.to_string()))?;
         let schema = operator.output_schema();
@@ -343,17 +369,47 @@ impl QueryPlanner<'_> {
                 Arc::new(move |subtask| operator.operator(subtask)),
             )
             .map_err(|e| self.failed(e))?;
-        let mut columns: Vec<Expr> = a
-            .schema
-            .fields()
-            .iter()
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-            .collect();
+        let mut columns = plan_columns(a);
         columns.push(change_column());
-        let stream = self.dataflow.project(results, &columns).map_err(|e| self.failed(e))?;
-        let key = Some(a.schema.fields()[..groups].iter().map(|f| f.name().clone()).collect());
-        Ok(Planned { stream, window: None, updating: true, key })
+        let stream = self
+            .dataflow
+            .project(results, &columns)
+            .map_err(|e| self.failed(e))?;
+        let key = Some(
+            a.schema.fields()[..groups]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        );
+        Ok(Planned {
+            stream,
+            window: None,
+            updating: true,
+            key,
+        })
     }
+}
+
+/// Sends `stream` to the subtask of its key; with no key, one subtask sees
+/// every row. Returns the parallelism the receiving operator must have.
+fn by_key(stream: &mut Stream, keys: &[String]) -> Option<usize> {
+    if keys.is_empty() {
+        stream.partitioning = Partitioning::Rebalance;
+        Some(1)
+    } else {
+        stream.partitioning = Partitioning::Hash(keys.to_vec());
+        None
+    }
+}
+
+/// The output columns of an aggregate, in the order and with the names the
+/// plan above it expects.
+fn plan_columns(a: &Aggregate) -> Vec<Expr> {
+    a.schema
+        .fields()
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect()
 }
 
 fn change_column() -> Expr {
@@ -396,4 +452,3 @@ fn mentions_window_bounds(e: &Expr) -> bool {
         .iter()
         .any(|c| c.name == "window_start" || c.name == "window_end")
 }
-
