@@ -107,6 +107,7 @@ async fn sql(path: &Path, query: &str) {
     let options = headwater::sql::SqlOptions {
         name: "bench".into(),
         parallelism: 1,
+        ..Default::default()
     };
     let job = headwater::sql::plan_script(&script, &options)
         .await

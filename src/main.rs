@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use headwater::prelude::*;
+use headwater::server::catalog::{Catalog, ServeConfig};
+use headwater::server::client::Answer;
+use headwater::server::engine::Engine;
+use headwater::server::jobs::{JobSpec, JobState, Jobs};
+use headwater::sql::views::ViewQueries;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -28,10 +34,39 @@ enum Command {
     /// Runs a SQL script: its INSERT INTO and SELECT statements as one job.
     /// Over bounded sources it ends by itself; otherwise it runs until Ctrl-C.
     Run {
-        /// The script (CREATE TABLE, INSERT INTO .. SELECT, SELECT, EXPLAIN).
+        /// The script (CREATE TABLE, INSERT INTO .. SELECT, SELECT, EXPLAIN,
+        /// CREATE MATERIALIZED VIEW).
         script: PathBuf,
         #[command(flatten)]
         run: RunOptions,
+        #[command(flatten)]
+        server: ServerOptions,
+    },
+    /// Serves views and takes statements from clients (psql, HTTP):
+    /// CREATE TABLE, CREATE MATERIALIZED VIEW (starts a job that keeps the
+    /// view), INSERT INTO (starts a job), DROP MATERIALIZED VIEW, STOP JOB,
+    /// DROP TABLE, and queries over the views.
+    Serve {
+        /// Keeps the catalog and the jobs' checkpoints; a server started
+        /// over it again resumes every job (a temporary directory if not set).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        server: ServerOptions,
+    },
+    /// Runs statements on a server (`headwater run` or `serve`) and prints
+    /// the last one's rows as a table.
+    Query {
+        /// The SQL: one or more statements.
+        sql: String,
+        /// The server's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:6879")]
+        url: String,
+        /// The server's bearer token (or HEADWATER_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Runs a built-in job.
     Job {
@@ -82,12 +117,56 @@ struct RunOptions {
     /// The wait before such a restart.
     #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
     restart_delay: std::time::Duration,
-    /// The Postgres wire protocol port for a job's views (0 picks a free port).
-    #[arg(long, global = true, default_value_t = 6878)]
+}
+
+/// Where a job's views are served, and who may read them.
+#[derive(clap::Args)]
+struct ServerOptions {
+    /// The Postgres wire protocol port (0 picks a free port).
+    #[arg(long, default_value_t = 6878)]
     pg_port: u16,
-    /// The address servers listen on.
-    #[arg(long, global = true, default_value = "127.0.0.1")]
+    /// The HTTP API port (0 picks a free port).
+    #[arg(long, default_value_t = 6879)]
+    http_port: u16,
+    /// The address the servers listen on.
+    #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// A password Postgres clients must give (MD5; or HEADWATER_PASSWORD).
+    #[arg(long)]
+    password: Option<String>,
+    /// A bearer token HTTP clients must send (or HEADWATER_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+impl ServerOptions {
+    /// Listens on both ports, prints the addresses, and serves `engine`.
+    async fn start(&self, engine: Engine) -> anyhow::Result<()> {
+        let pg = tokio::net::TcpListener::bind((self.bind, self.pg_port))
+            .await
+            .with_context(|| format!("listening on {}:{} (--pg-port)", self.bind, self.pg_port))?;
+        let http = tokio::net::TcpListener::bind((self.bind, self.http_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "listening on {}:{} (--http-port)",
+                    self.bind, self.http_port
+                )
+            })?;
+        println!("postgres: {}", pg.local_addr()?);
+        println!("http: http://{}", http.local_addr()?);
+        let password = self
+            .password
+            .clone()
+            .or_else(|| std::env::var("HEADWATER_PASSWORD").ok());
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("HEADWATER_TOKEN").ok());
+        tokio::spawn(headwater::server::pg::serve(pg, engine.clone(), password));
+        tokio::spawn(headwater::server::http::serve(http, engine, token));
+        Ok(())
+    }
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -141,7 +220,17 @@ async fn main() -> anyhow::Result<()> {
                     output,
                 },
         } => generate_orders(orders, seed, duplicate_rate, output).await,
-        Command::Run { script, run } => run_script(&script, run).await,
+        Command::Run {
+            script,
+            run,
+            server,
+        } => run_script(&script, run, server).await,
+        Command::Serve {
+            data_dir,
+            run,
+            server,
+        } => serve(data_dir, run, server).await,
+        Command::Query { sql, url, token } => query(&url, token, &sql).await,
         Command::Job { job, run } => run_job(job, run).await,
     }
 }
@@ -171,7 +260,11 @@ impl RunOptions {
     }
 }
 
-async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result<()> {
+async fn run_script(
+    script: &std::path::Path,
+    run: RunOptions,
+    server: ServerOptions,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     let name = script
@@ -221,18 +314,25 @@ async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result
             Some(dir)
         }
     };
-    let listener = tokio::net::TcpListener::bind((run.bind, run.pg_port))
-        .await
-        .with_context(|| format!("listening on {}:{}", run.bind, run.pg_port))?;
-    println!("postgres: {}", listener.local_addr()?);
+    let jobs = Arc::new(Jobs::default());
+    let engine = Engine::read_only(ViewQueries::new(views.clone()), jobs.clone());
+    server.start(engine).await?;
     println!("views: {}", job.views.join(", "));
-    tokio::spawn(headwater::server::pg::serve(
-        listener,
-        headwater::sql::views::ViewQueries::new(views),
-    ));
+    let job_name = job.graph.name.clone();
+    let spec = JobSpec::of(&job.graph, &text, job.views.clone());
     let handle = headwater::runtime::start(job.graph, config)?;
+    let id = jobs.track(&handle, spec);
     let stop = handle.stop_token();
     let result = wait_for(handle).await;
+    views.job_ended(&job_name);
+    jobs.ended(
+        id,
+        match &result {
+            Ok(()) if stop.is_cancelled() => JobState::Stopped,
+            Ok(()) => JobState::Finished,
+            Err(e) => JobState::Failed(e.to_string()),
+        },
+    );
     if result.is_ok() && !stop.is_cancelled() {
         // A bounded job's views stay readable until it is stopped.
         eprintln!("input ended; serving the views until Ctrl-C");
@@ -242,6 +342,90 @@ async fn run_script(script: &std::path::Path, run: RunOptions) -> anyhow::Result
         let _ = std::fs::remove_dir_all(dir);
     }
     result
+}
+
+async fn serve(
+    data_dir: Option<PathBuf>,
+    run: RunOptions,
+    server: ServerOptions,
+) -> anyhow::Result<()> {
+    let (data_dir, temporary) = match data_dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("headwater-serve-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let views = headwater::operators::view::ViewRegistry::new();
+    let jobs = Arc::new(Jobs::default());
+    let mut job = run.job_config();
+    job.checkpoint = None;
+    let catalog = Arc::new(Catalog::new(
+        ServeConfig {
+            data_dir: data_dir.clone(),
+            parallelism: run.parallelism.max(1),
+            checkpoint_interval: run
+                .checkpoint_interval
+                .unwrap_or(std::time::Duration::from_secs(1)),
+            job,
+        },
+        views.clone(),
+        jobs.clone(),
+    ));
+    let restored = catalog
+        .restore()
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    let engine = Engine {
+        catalog: Some(catalog),
+        ..Engine::read_only(ViewQueries::new(views), jobs.clone())
+    };
+    server.start(engine).await?;
+    println!("data: {}", data_dir.display());
+    if restored > 0 {
+        println!("restored {restored} statements");
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping");
+    for info in jobs.list() {
+        jobs.stop(&info.name);
+    }
+    // Give the jobs their final checkpoint.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while jobs.list().iter().any(|j| j.state == "running") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    Ok(())
+}
+
+async fn query(url: &str, token: Option<String>, sql: &str) -> anyhow::Result<()> {
+    let token = token.or_else(|| std::env::var("HEADWATER_TOKEN").ok());
+    match headwater::server::client::query(url, token.as_deref(), sql).await {
+        Ok(Answer::Rows(batches, schema)) => {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if batches.is_empty() {
+                let empty = arrow::array::RecordBatch::new_empty(schema);
+                println!("{}", arrow::util::pretty::pretty_format_batches(&[empty])?);
+            } else {
+                println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            }
+            println!("({rows} row{})", if rows == 1 { "" } else { "s" });
+            Ok(())
+        }
+        Ok(Answer::Done(tag)) => {
+            println!("{tag}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn run_job(job: Job, run: RunOptions) -> anyhow::Result<()> {

@@ -32,6 +32,8 @@ async fn views_agree_at_every_read_and_never_go_back() {
             "2",
             "--pg-port",
             "0",
+            "--http-port",
+            "0",
             "--checkpoint-interval",
             "100ms",
         ])

@@ -42,6 +42,8 @@ fn start(script: &str) -> Server {
             "2",
             "--pg-port",
             "0",
+            "--http-port",
+            "0",
             "--checkpoint-interval",
             "200ms",
         ])

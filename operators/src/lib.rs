@@ -7,6 +7,7 @@
 
 pub mod changelog;
 pub mod decode_error;
+pub mod deduplicate;
 pub mod error;
 pub mod formats;
 pub mod sinks;

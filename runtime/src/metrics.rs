@@ -19,6 +19,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Raises the counter to `n` if it is lower (for ids and high-water marks).
+    pub fn raise_to(&self, n: u64) {
+        self.0.fetch_max(n, Ordering::Relaxed);
+    }
 }
 
 /// The metrics of one operator (all its subtasks together).

@@ -272,3 +272,23 @@ fn arrow_type(t: &SqlType) -> Option<DataType> {
         _ => return None,
     })
 }
+
+/// A duration as Flink writes them: `'1 h'`, `'30 min'`, `'10 s'`,
+/// `'500 ms'`, `'1 d'`, or milliseconds alone.
+pub fn duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim().to_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
+        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
+        "m" | "min" | "mins" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        "d" | "day" | "days" => n * 86_400_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}

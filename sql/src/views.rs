@@ -3,14 +3,17 @@
 //! a view's whole key is a point lookup in the one subtask copy that holds
 //! the key; anything else scans the copies.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -44,13 +47,30 @@ impl ViewTable {
             .collect()
     }
 
+    /// Bounds on the key's first column from `filters`: the lower one, and
+    /// the upper one with whether it is included.
+    fn key_range(&self, filters: &[Expr]) -> Option<KeyRange> {
+        let &first = self.key.first()?;
+        let name = self.schema.field(first).name();
+        let mut range = KeyRange::default();
+        for filter in filters {
+            for (op, value) in key_comparisons(filter, name) {
+                match op {
+                    Operator::Gt | Operator::GtEq => {
+                        range.lower = Some(value);
+                    }
+                    Operator::Lt => range.upper = Some((value, false)),
+                    Operator::LtEq => range.upper = Some((value, true)),
+                    _ => {}
+                }
+            }
+        }
+        (range.lower.is_some() || range.upper.is_some()).then_some(range)
+    }
+
     fn rows(&self, filters: &[Expr]) -> DfResult<RecordBatch> {
-        let codec = ViewCodec::new(&self.schema, &self.key)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let codec = ViewCodec::new(&self.schema, &self.key).map_err(external)?;
         let state = rows_state(&self.name);
-        let failed = |e: headwater_runtime::state::StateError| {
-            datafusion::error::DataFusionError::External(Box::new(e))
-        };
         let mut values: Vec<Box<[u8]>> = Vec::new();
         if let Some(key) = self.key_values(filters) {
             let columns: Vec<ArrayRef> = key
@@ -60,27 +80,33 @@ impl ViewTable {
                 .collect::<DfResult<_>>()?;
             let encoded = codec.keys.convert_columns(&columns)?;
             let mut hashes = Vec::new();
-            hash_columns(&columns, 1, &mut hashes)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            hash_columns(&columns, 1, &mut hashes).map_err(external)?;
             let key_group = key_group_of(hashes[0], self.max_parallelism);
             for part in &self.parts {
                 if part.key_groups.start <= key_group && key_group < part.key_groups.end {
                     if let Some(v) = part
                         .snapshot
                         .get(&state, key_group, encoded.row(0).as_ref())
-                        .map_err(failed)?
+                        .map_err(external)?
                     {
                         values.push(v.into());
                     }
                 }
             }
         } else {
+            // A range on the key's first column bounds the scan of every key
+            // group: the row format keeps the column's order, and a key's
+            // encoding starts with its first column's.
+            let (from, to) = match self.key_range(filters) {
+                Some(range) => range.encoded(self.schema.field(self.key[0]).data_type())?,
+                None => (Vec::new(), None),
+            };
             for part in &self.parts {
                 for key_group in part.key_groups.start..part.key_groups.end {
                     for (_, value) in part
                         .snapshot
-                        .range(&state, key_group, &[], None)
-                        .map_err(failed)?
+                        .range(&state, key_group, &from, to.as_deref())
+                        .map_err(external)?
                     {
                         values.push(value);
                     }
@@ -91,6 +117,99 @@ impl ViewTable {
         let rows = values.iter().map(|v| parser.parse(v));
         let columns = codec.rows.convert_rows(rows)?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Bounds on a view key's first column.
+#[derive(Debug, Default)]
+struct KeyRange {
+    /// Included (a strict bound is checked again by DataFusion).
+    lower: Option<ScalarValue>,
+    /// With whether it is included.
+    upper: Option<(ScalarValue, bool)>,
+}
+
+impl KeyRange {
+    /// The range of encoded keys to read: from (included), to (excluded).
+    fn encoded(&self, data_type: &DataType) -> DfResult<(Vec<u8>, Option<Vec<u8>>)> {
+        let converter = RowConverter::new(vec![SortField::new(data_type.clone())])?;
+        let encode = |v: &ScalarValue| -> DfResult<Vec<u8>> {
+            let column = v.cast_to(data_type)?.to_array()?;
+            Ok(converter
+                .convert_columns(&[column])?
+                .row(0)
+                .as_ref()
+                .to_vec())
+        };
+        let from = match &self.lower {
+            Some(v) => encode(v)?,
+            None => Vec::new(),
+        };
+        let to = match &self.upper {
+            Some((v, false)) => Some(encode(v)?),
+            // Every key whose first column is `v`: up to the next prefix.
+            Some((v, true)) => prefix_successor(encode(v)?),
+            None => None,
+        };
+        Ok((from, to))
+    }
+}
+
+/// The smallest byte string above every string that starts with `prefix`
+/// (`None`: there is none).
+fn prefix_successor(mut prefix: Vec<u8>) -> Option<Vec<u8>> {
+    while let Some(last) = prefix.pop() {
+        if last < u8::MAX {
+            prefix.push(last + 1);
+            return Some(prefix);
+        }
+    }
+    None
+}
+
+/// `column <op> literal` comparisons on `name` in `filter` (`BETWEEN` and
+/// `AND` included), turned so that the column is on the left.
+fn key_comparisons(filter: &Expr, name: &str) -> Vec<(Operator, ScalarValue)> {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut all = key_comparisons(left, name);
+            all.extend(key_comparisons(right, name));
+            all
+        }
+        Expr::Between(between) if !between.negated => match (
+            between.expr.as_ref(),
+            between.low.as_ref(),
+            between.high.as_ref(),
+        ) {
+            (Expr::Column(c), Expr::Literal(low, _), Expr::Literal(high, _))
+                if c.name == name && !low.is_null() && !high.is_null() =>
+            {
+                vec![
+                    (Operator::GtEq, low.clone()),
+                    (Operator::LtEq, high.clone()),
+                ]
+            }
+            _ => Vec::new(),
+        },
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == name && !v.is_null() => {
+                vec![(*op, v.clone())]
+            }
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == name && !v.is_null() => op
+                .swap()
+                .map(|op| vec![(op, v.clone())])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 
@@ -135,8 +254,12 @@ impl TableProvider for ViewTable {
                     .key
                     .iter()
                     .any(|&i| key_equality(f, self.schema.field(i).name()).is_some());
-                if on_key {
-                    // Used for a point lookup; DataFusion still checks it.
+                let on_first = self
+                    .key
+                    .first()
+                    .is_some_and(|&i| !key_comparisons(f, self.schema.field(i).name()).is_empty());
+                if on_key || on_first {
+                    // Used for a point lookup or a range scan; DataFusion still checks it.
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -170,17 +293,25 @@ impl ViewQueries {
         ViewQueries { registry }
     }
 
-    /// A session whose tables are the views, all as of the newest checkpoint
-    /// every view has published (empty before the first).
-    pub fn session(&self) -> DfResult<(SessionContext, Option<u64>)> {
+    /// A session whose tables are the views, the views of a job all as of
+    /// the newest checkpoint each of them has published (empty before the
+    /// first); with the checkpoint each view is read at.
+    ///
+    /// While a view of a running job has no published checkpoint yet (its
+    /// job is starting, or restoring), it waits for one (up to 30 s).
+    pub async fn session(&self) -> DfResult<(SessionContext, HashMap<String, u64>)> {
+        self.registry
+            .wait_published(std::time::Duration::from_secs(30))
+            .await;
         let ctx = SessionContext::new();
-        let names = self.registry.names();
-        let version = self.registry.read_version(&names);
-        for name in names {
+        let versions = self.registry.read_versions();
+        for name in self.registry.names() {
             let Some((schema, key, max_parallelism)) = self.registry.describe(&name) else {
                 continue;
             };
-            let parts = version.map_or_else(Vec::new, |v| self.registry.parts(&name, v));
+            let parts = versions
+                .get(&name)
+                .map_or_else(Vec::new, |&v| self.registry.parts(&name, v));
             ctx.register_table(
                 &name,
                 Arc::new(ViewTable {
@@ -192,12 +323,12 @@ impl ViewQueries {
                 }),
             )?;
         }
-        Ok((ctx, version))
+        Ok((ctx, versions))
     }
 
     /// Runs one query (SELECT, EXPLAIN, SHOW ..): no DDL, no writes.
     pub async fn query(&self, sql: &str) -> DfResult<(SchemaRef, Vec<RecordBatch>)> {
-        let (ctx, _) = self.session()?;
+        let (ctx, _) = self.session().await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -15,9 +15,16 @@ use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
 use futures::{Sink, stream};
 use headwater_sql::views::ViewQueries;
+
+use super::engine::{self, Engine, Outcome, StatementError};
+use pgwire::api::auth::md5pass::{Md5PasswordAuthStartupHandler, hash_md5_password};
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::Tag;
 use pgwire::api::results::{
     DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
     Response,
@@ -26,16 +33,28 @@ use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
-/// Serves `queries` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, queries: ViewQueries) {
+/// Serves `engine` on `listener` until the process ends; with a password,
+/// clients log in with it (MD5, any user name).
+pub async fn serve(listener: TcpListener, engine: Engine, password: Option<String>) {
+    let backend = Arc::new(Backend {
+        queries: engine.queries.clone(),
+        engine,
+        parser: Arc::new(Parser),
+    });
     let handlers = Arc::new(Handlers {
-        backend: Arc::new(Backend {
-            queries,
-            parser: Arc::new(Parser),
+        startup: Arc::new(Startup {
+            md5: password.map(|password| {
+                Md5PasswordAuthStartupHandler::new(
+                    Arc::new(PasswordSource { password }),
+                    Arc::new(DefaultServerParameterProvider::default()),
+                )
+            }),
+            backend: backend.clone(),
         }),
+        backend,
     });
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -52,6 +71,7 @@ pub async fn serve(listener: TcpListener, queries: ViewQueries) {
 
 struct Handlers {
     backend: Arc<Backend>,
+    startup: Arc<Startup>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -63,17 +83,61 @@ impl PgWireServerHandlers for Handlers {
         self.backend.clone()
     }
 
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.backend.clone()
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
     }
 }
 
 struct Backend {
+    engine: Engine,
     queries: ViewQueries,
     parser: Arc<Parser>,
 }
 
 impl NoopStartupHandler for Backend {}
+
+/// The server's one password, salted per connection.
+#[derive(Debug)]
+struct PasswordSource {
+    password: String,
+}
+
+#[async_trait]
+impl AuthSource for PasswordSource {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let salt: [u8; 4] = rand::random();
+        let user = login.user().unwrap_or_default();
+        Ok(Password::new(
+            Some(salt.to_vec()),
+            hash_md5_password(user, &self.password, &salt).into_bytes(),
+        ))
+    }
+}
+
+/// No authentication, or the password's.
+struct Startup {
+    md5: Option<Md5PasswordAuthStartupHandler<PasswordSource, DefaultServerParameterProvider>>,
+    backend: Arc<Backend>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match &self.md5 {
+            Some(md5) => md5.on_startup(client, message).await,
+            None => self.backend.on_startup(client, message).await,
+        }
+    }
+}
 
 /// A user error with its SQLSTATE.
 fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
@@ -84,32 +148,13 @@ fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     )))
 }
 
-/// A DataFusion error as a Postgres error: an unknown table is 42P01, an
-/// unknown column 42703, a syntax error 42601, a type error 42804, the
-/// rest 42000 (or XX000 for failures while running).
+/// A DataFusion error as a Postgres error, with its SQLSTATE.
 fn query_error(e: datafusion::error::DataFusionError) -> PgWireError {
-    use datafusion::error::DataFusionError as E;
-    let text = e.strip_backtrace();
-    let code = match &e {
-        E::SQL(..) => "42601",
-        E::SchemaError(..) => "42703",
-        E::Plan(m) if m.contains("table") && m.contains("not found") => "42P01",
-        E::Plan(m) if m.contains("type") || m.contains("coerc") || m.contains("Cannot") => "42804",
-        E::Plan(_) | E::NotImplemented(_) => "42000",
-        E::ArrowError(..) => "22000",
-        _ => "XX000",
-    };
-    // Errors may come wrapped (with context, or a diagnostic): the text decides then.
-    let code = if text.contains("ParserError") || text.contains("SQL error") {
-        "42601"
-    } else if text.contains("table") && text.contains("not found") {
-        "42P01"
-    } else if text.contains("No field named") || text.contains("Schema error") {
-        "42703"
-    } else {
-        code
-    };
-    user_error(code, text)
+    statement_error(engine::query_error(e))
+}
+
+fn statement_error(e: StatementError) -> PgWireError {
+    user_error(e.code, e.message)
 }
 
 #[async_trait]
@@ -120,54 +165,29 @@ impl SimpleQueryHandler for Backend {
         C::PortalStore: PortalStore,
     {
         let mut responses = Vec::new();
-        for statement in split_statements(query) {
-            if let Some(response) = session_statement(&statement) {
-                responses.push(response);
-                continue;
-            }
-            let (schema, batches) = self.queries.query(&statement).await.map_err(query_error)?;
-            responses.push(rows_response(&schema, batches, &Format::UnifiedText)?);
+        for statement in engine::split_statements(query) {
+            let outcome = self
+                .engine
+                .execute(&statement)
+                .await
+                .map_err(statement_error)?;
+            responses.push(outcome_response(outcome, &Format::UnifiedText)?);
         }
         Ok(responses)
     }
 }
 
-/// Statements clients send on connecting (`SET ..`, transactions): accepted, no effect.
-fn session_statement(sql: &str) -> Option<Response> {
-    let upper = sql.trim_start().to_uppercase();
-    for word in ["SET ", "BEGIN", "COMMIT", "ROLLBACK", "DISCARD", "RESET "] {
-        if upper.starts_with(word) {
-            let tag = upper.split_whitespace().next().unwrap_or("SET").to_string();
-            return Some(Response::Execution(pgwire::api::results::Tag::new(&tag)));
-        }
+fn outcome_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Rows { schema, batches } => rows_response(&schema, batches, format),
+        Outcome::Done { tag } => Ok(Response::Execution(Tag::new(&tag))),
     }
-    None
 }
 
-/// Splits a simple-protocol query string at top-level semicolons.
-fn split_statements(query: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quote: Option<char> = None;
-    for c in query.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, ';') => {
-                if !current.trim().is_empty() {
-                    out.push(std::mem::take(&mut current));
-                }
-                current.clear();
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    if !current.trim().is_empty() {
-        out.push(current);
-    }
-    out
+/// A statement the extended protocol passes to the engine as it is:
+/// no parameters, no result columns.
+fn is_command(sql: &str) -> bool {
+    engine::session_statement(sql).is_some() || engine::changes_catalog(sql)
 }
 
 /// A prepared statement: its text, parameter types and result columns.
@@ -220,7 +240,14 @@ impl QueryParser for Parser {
 impl Backend {
     /// Plans `sql` over the views: its parameter types and result columns.
     async fn prepare(&self, sql: &str, given: &[Option<Type>]) -> PgWireResult<Prepared> {
-        let (ctx, _) = self.queries.session().map_err(query_error)?;
+        if is_command(sql) {
+            return Ok(Prepared {
+                sql: sql.to_string(),
+                parameters: Vec::new(),
+                schema: Arc::new(arrow::datatypes::Schema::empty()),
+            });
+        }
+        let (ctx, _) = self.queries.session().await.map_err(query_error)?;
         let plan = ctx
             .state()
             .create_logical_plan(sql)
@@ -312,9 +339,25 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &portal.statement;
-        if let Some(response) = session_statement(&stmt.statement.sql) {
-            return Ok(response);
+        if is_command(&stmt.statement.sql) {
+            let outcome = self
+                .engine
+                .execute(&stmt.statement.sql)
+                .await
+                .map_err(statement_error)?;
+            return outcome_response(outcome, &portal.result_column_format);
         }
+        let started = std::time::Instant::now();
+        let result = self.run_portal(portal).await;
+        self.engine.record(started, result.is_ok());
+        result
+    }
+}
+
+impl Backend {
+    /// Runs a query portal with its parameters.
+    async fn run_portal(&self, portal: &Portal<Prepared>) -> PgWireResult<Response> {
+        let stmt = &portal.statement;
         let prepared = self
             .prepare(&stmt.statement.sql, &stmt.parameter_types)
             .await?;
@@ -323,8 +366,15 @@ impl ExtendedQueryHandler for Backend {
             let pg = prepared.parameters.get(i).cloned().unwrap_or(Type::TEXT);
             values.push(parameter(portal, i, &pg)?);
         }
-        let (ctx, _) = self.queries.session().map_err(query_error)?;
-        let mut frame = ctx.sql(&prepared.sql).await.map_err(query_error)?;
+        let (ctx, _) = self.queries.session().await.map_err(query_error)?;
+        let read_only = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let mut frame = ctx
+            .sql_with_options(&prepared.sql, read_only)
+            .await
+            .map_err(query_error)?;
         if !values.is_empty() {
             frame = frame
                 .with_param_values(ParamValues::List(
@@ -353,6 +403,21 @@ fn parameter(portal: &Portal<Prepared>, i: usize, pg: &Type) -> PgWireResult<Sca
                 .map(|t| t.and_utc().timestamp_micros()),
             None,
         ),
+        Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
+            portal
+                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, pg)?
+                .map(|t| t.timestamp_micros()),
+            Some("+00:00".into()),
+        ),
+        Type::DATE => ScalarValue::Date32(
+            portal
+                .parameter::<chrono::NaiveDate>(i, pg)?
+                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32),
+        ),
+        Type::NUMERIC => match portal.parameter::<rust_decimal::Decimal>(i, pg)? {
+            Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
+            None => ScalarValue::Decimal128(None, 38, 0),
+        },
         _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
     })
 }

@@ -1,7 +1,9 @@
 //! Where a job's materialized views are published for readers: per view and
 //! subtask, the frozen copies of its rows as of the last completed checkpoints.
-//! A reader asks for the newest checkpoint that every subtask of every view it
-//! reads has published, so all its views are as of the same checkpoint.
+//! A reader asks for the newest checkpoint that every subtask of every view of
+//! a job has published, so all the views of a job are as of the same
+//! checkpoint. (Views of different jobs have unrelated checkpoints: each job's
+//! views are read as of that job's newest common one.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,12 +19,16 @@ const KEPT: usize = 3;
 #[derive(Debug)]
 pub struct ViewInfo {
     pub name: String,
+    /// The job that keeps the view.
+    pub job: String,
     /// The view's columns.
     pub schema: SchemaRef,
     /// The key columns (indices into `schema`).
     pub key: Vec<usize>,
     pub max_parallelism: u32,
     subtasks: Vec<Subtask>,
+    /// Its job has ended: it will publish nothing more.
+    ended: bool,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +63,7 @@ impl ViewRegistry {
     pub fn declare(
         &self,
         name: &str,
+        job: &str,
         schema: SchemaRef,
         key: Vec<usize>,
         parallelism: usize,
@@ -66,10 +73,12 @@ impl ViewRegistry {
             name.to_string(),
             ViewInfo {
                 name: name.to_string(),
+                job: job.to_string(),
                 schema,
                 key,
                 max_parallelism,
                 subtasks: (0..parallelism).map(|_| Subtask::default()).collect(),
+                ended: false,
             },
         );
     }
@@ -79,6 +88,49 @@ impl ViewRegistry {
         let mut names: Vec<String> = self.lock().keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// Forgets every view of `job` (dropped, or never started); readers that
+    /// hold its copies keep them until they are done.
+    pub fn remove_job(&self, job: &str) {
+        self.lock().retain(|_, v| v.job != job);
+    }
+
+    /// Notes that `job` has ended: readers stop waiting for its views.
+    pub fn job_ended(&self, job: &str) {
+        for view in self.lock().values_mut().filter(|v| v.job == job) {
+            view.ended = true;
+        }
+    }
+
+    /// Whether a view of a running job has no published checkpoint yet (its
+    /// job is starting, or restoring a checkpoint it will publish at once).
+    pub fn pending(&self) -> bool {
+        let versions = self.read_versions();
+        self.lock()
+            .values()
+            .any(|v| !v.ended && !versions.contains_key(&v.name))
+    }
+
+    /// Waits, at most `timeout`, until no view is [`pending`](Self::pending):
+    /// a reader never sees a view empty only because its job has just
+    /// started over a checkpoint.
+    pub async fn wait_published(&self, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pending() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The views, each with the job that keeps it, sorted by name.
+    pub fn list(&self) -> Vec<(String, String)> {
+        let mut views: Vec<(String, String)> = self
+            .lock()
+            .values()
+            .map(|v| (v.name.clone(), v.job.clone()))
+            .collect();
+        views.sort();
+        views
     }
 
     /// A view's columns and key.
@@ -112,23 +164,30 @@ impl ViewRegistry {
         }
     }
 
-    /// The newest checkpoint that every subtask of every view in `names` has
-    /// published; `None` before there is one (or for an unknown view).
-    pub fn read_version(&self, names: &[String]) -> Option<u64> {
+    /// Per view, the checkpoint to read it at: the newest one that every
+    /// subtask of every view of its job has published (absent before there is
+    /// one).
+    pub fn read_versions(&self) -> HashMap<String, u64> {
         let views = self.lock();
-        let mut common: Option<std::collections::BTreeSet<u64>> = None;
-        for name in names {
-            let view = views.get(name)?;
+        let mut common: HashMap<&str, Option<std::collections::BTreeSet<u64>>> = HashMap::new();
+        for view in views.values() {
+            let job = common.entry(view.job.as_str()).or_default();
             for subtask in &view.subtasks {
                 let ids: std::collections::BTreeSet<u64> =
                     subtask.published.keys().copied().collect();
-                common = Some(match common {
+                *job = Some(match job.take() {
                     None => ids,
                     Some(c) => c.intersection(&ids).copied().collect(),
                 });
             }
         }
-        common.and_then(|c| c.last().copied())
+        views
+            .values()
+            .filter_map(|v| {
+                let newest = common.get(v.job.as_str())?.as_ref()?.last()?;
+                Some((v.name.clone(), *newest))
+            })
+            .collect()
     }
 
     /// The parts of view `name` as of `checkpoint`.

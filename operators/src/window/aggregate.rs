@@ -92,12 +92,12 @@ impl AggregatePlan {
             )
             .build()
             .map_err(failed(user_expr))?;
-            if !lowered.order_bys.is_empty() {
-                return Err(OperatorError::Config(format!(
-                    "`{user_expr}`: ordered aggregates are not supported in windows"
-                )));
-            }
             let (function, filter) = (lowered.aggregate, lowered.filter);
+            // An ordered aggregate (`last_value(x ORDER BY t)`) takes its
+            // ordering values as extra arguments and orders rows itself, as
+            // DataFusion's own aggregation does with unsorted input.
+            let mut args = function.expressions();
+            args.extend(lowered.order_bys.iter().map(|s| Arc::clone(&s.expr)));
             let states = function.state_fields().map_err(failed(user_expr))?;
             let range = state_fields.len()..state_fields.len() + states.len();
             state_fields.extend(states);
@@ -108,7 +108,7 @@ impl AggregatePlan {
                 field.is_nullable(),
             )));
             aggregates.push(PlannedAggregate {
-                args: function.expressions(),
+                args,
                 function,
                 filter,
                 states: range,

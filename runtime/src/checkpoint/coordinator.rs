@@ -66,6 +66,8 @@ pub(crate) struct Coordinator {
     /// Shared by the attempts of a job; the running coordinator holds it.
     pub savepoints: Arc<tokio::sync::Mutex<mpsc::Receiver<SavepointRequest>>>,
     pub next_id: u64,
+    /// Checkpoint counters go to the job's `job` operator metrics.
+    pub metrics: Arc<crate::metrics::OperatorMetrics>,
 }
 
 impl Coordinator {
@@ -139,11 +141,20 @@ impl Coordinator {
                     bytes >> 20
                 );
                 let _ = self.completed.send(id);
+                self.metrics.counter("checkpoints_completed").add(1);
+                self.metrics.counter("last_checkpoint_id").raise_to(id);
+                self.metrics
+                    .counter("checkpoint_duration_ms_total")
+                    .add(flight.started.elapsed().as_millis() as u64);
+                self.metrics.counter("checkpoint_bytes_total").add(bytes);
                 if let Err(e) = self.storage.retain(self.config.retained) {
                     tracing::warn!("removing old checkpoints: {e}");
                 }
             }
-            Err(e) => tracing::warn!(checkpoint = id, "checkpoint failed: {e}"),
+            Err(e) => {
+                self.metrics.counter("checkpoints_failed").add(1);
+                tracing::warn!(checkpoint = id, "checkpoint failed: {e}")
+            }
         }
         let dir = result.as_ref().ok().cloned();
         if let Some(reply) = flight.reply {
@@ -222,6 +233,7 @@ impl Coordinator {
                 () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                     let f = in_flight.take().expect("in flight");
                     tracing::warn!(checkpoint = f.barrier.id, "checkpoint timed out after {:?}", self.config.timeout);
+                    self.metrics.counter("checkpoints_failed").add(1);
                     if let Some(reply) = f.reply {
                         let _ = reply.send(Err("the savepoint timed out".into()));
                     }
@@ -234,6 +246,7 @@ impl Coordinator {
                             if in_flight.as_ref().is_some_and(|f| f.barrier.id == checkpoint) {
                                 let f = in_flight.take().expect("checked");
                                 tracing::warn!(checkpoint, "checkpoint declined: {reason}");
+                                self.metrics.counter("checkpoints_failed").add(1);
                                 if let Some(reply) = f.reply {
                                     let _ = reply.send(Err(reason));
                                 }

@@ -109,6 +109,11 @@ impl JobHandle {
         self.metrics.snapshot()
     }
 
+    /// The job's live metrics, readable after [`JobHandle::wait`] took the handle.
+    pub fn live_metrics(&self) -> JobMetrics {
+        self.metrics.clone()
+    }
+
     /// Waits until the job has finished, been stopped, or failed.
     pub async fn wait(self) -> Result<JobResult, JobError> {
         match self.supervisor.await {
@@ -293,6 +298,7 @@ impl Job {
                 max_parallelism: config.max_parallelism,
                 completed: completed_tx,
                 savepoints: self.savepoints.clone(),
+                metrics: self.metrics.operator("job"),
             });
         }
         let context = TaskContext {

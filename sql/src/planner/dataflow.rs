@@ -30,6 +30,8 @@ pub struct Dataflow {
     pub parallelism: usize,
     /// Each table is read once: its source (with the declared columns) by table name.
     pub sources: std::collections::HashMap<String, Stream>,
+    /// How long keyed state of deduplication is kept (`SET 'table.exec.state.ttl'`).
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 impl Dataflow {
@@ -38,6 +40,7 @@ impl Dataflow {
             graph: JobGraph::new(name),
             parallelism: parallelism.max(1),
             sources: Default::default(),
+            state_ttl: None,
         }
     }
 
@@ -235,7 +238,15 @@ impl Dataflow {
             Arc::new(move |_| Ok(sink.operator()?)),
         )?;
         let parallelism = self.graph.node(stream.node).parallelism;
-        registry.declare(name, schema, key_indices, parallelism, max_parallelism);
+        let job = self.graph.name.clone();
+        registry.declare(
+            name,
+            &job,
+            schema,
+            key_indices,
+            parallelism,
+            max_parallelism,
+        );
         Ok(())
     }
 

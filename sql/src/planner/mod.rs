@@ -4,6 +4,7 @@
 //! the dataflow of its statement instead of running it.
 
 mod dataflow;
+mod dedup;
 mod query;
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use sqlparser::parser::Parser;
 use crate::catalog::{DeclaredTable, Tables, WindowFunction, WindowTableFunction, downcast};
 use crate::connectors;
 use crate::ddl::TableDef;
-use crate::error::SqlError;
+use crate::error::{Position, SqlError};
 use crate::script::{ScriptStatement, read_script};
 use dataflow::Dataflow;
 
@@ -40,6 +41,9 @@ pub struct SqlOptions {
     pub views: ViewRegistry,
     /// The number of key groups (the job's max parallelism).
     pub max_parallelism: u32,
+    /// `CREATE TABLE` statements declared before the script (by a server's
+    /// earlier requests); the script's own positions are unaffected.
+    pub prelude: Vec<String>,
 }
 
 impl Default for SqlOptions {
@@ -49,6 +53,7 @@ impl Default for SqlOptions {
             parallelism: 1,
             views: ViewRegistry::new(),
             max_parallelism: headwater_runtime::key_groups::DEFAULT_MAX_PARALLELISM,
+            prelude: Vec::new(),
         }
     }
 }
@@ -97,7 +102,12 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
     let mut explains = Vec::new();
     let mut pipelines = 0;
     let mut views = Vec::new();
-    for statement in read_script(sql)? {
+    let mut statements = Vec::new();
+    for declared in &options.prelude {
+        statements.extend(read_script(declared)?);
+    }
+    statements.extend(read_script(sql)?);
+    for statement in statements {
         let lead = statement.lead.as_str();
         if lead.starts_with("CREATE TABLE") || lead.starts_with("CREATE TEMPORARY TABLE") {
             let def = TableDef::from_statement(&statement, &ctx)?;
@@ -129,6 +139,8 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
             }
             views.push(name);
             pipelines += 1;
+        } else if lead.starts_with("SET") {
+            set_option(&mut dataflow, &statement)?;
         } else if lead.starts_with("EXPLAIN") {
             let mut scratch = Dataflow::new(&options.name, options.parallelism);
             let inner = explained(&statement);
@@ -160,6 +172,51 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
         pipelines,
         views,
     })
+}
+
+/// `SET 'key' = 'value'`: job options, named as in Flink.
+fn set_option(dataflow: &mut Dataflow, statement: &ScriptStatement) -> Result<(), SqlError> {
+    use sqlparser::tokenizer::Token;
+    let values: Vec<(String, Position)> = statement
+        .tokens
+        .iter()
+        .skip(1)
+        .filter_map(|t| {
+            let text = match &t.token {
+                Token::SingleQuotedString(s) => s.clone(),
+                Token::Word(w) => w.value.clone(),
+                Token::Number(n, _) => n.clone(),
+                Token::Period => ".".into(),
+                _ => return None,
+            };
+            Some((text, t.span.start.into()))
+        })
+        .collect();
+    let Some((key, at)) = values.first().cloned() else {
+        return Err(SqlError::invalid(
+            statement.start,
+            "SET needs 'key' = 'value'",
+        ));
+    };
+    let value = values.get(1).map(|(v, _)| v.clone()).unwrap_or_default();
+    match key.as_str() {
+        "table.exec.state.ttl" => {
+            let ttl = crate::ddl::duration(&value).ok_or_else(|| {
+                SqlError::invalid(
+                    at,
+                    format!(
+                        "`{value}` is not a duration such as '1 h', '30 min', '10 s' or '500 ms'"
+                    ),
+                )
+            })?;
+            dataflow.state_ttl = (!ttl.is_zero()).then_some(ttl);
+            Ok(())
+        }
+        other => Err(SqlError::unsupported(
+            at,
+            format!("unknown option `{other}`; known: 'table.exec.state.ttl'"),
+        )),
+    }
 }
 
 /// The statement an `EXPLAIN` is about.
@@ -338,10 +395,93 @@ fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlErr
         ),
         (Keyword::JOIN, "joins are not supported yet"),
     ];
+    let mut exempt = row_number_clauses(&statement.tokens);
+    exempt.extend(function_arguments(&statement.tokens));
     for (keyword, message) in checks {
-        if let Some(at) = statement.keyword(keyword) {
+        let found = statement
+            .tokens
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| match &t.token {
+                sqlparser::tokenizer::Token::Word(w)
+                    if w.keyword == keyword && !exempt.iter().any(|r| r.contains(&i)) =>
+                {
+                    Some(t.span.start.into())
+                }
+                _ => None,
+            });
+        if let Some(at) = found {
             return Err(SqlError::unsupported(at, message));
         }
     }
     Ok(())
+}
+
+/// The tokens inside parentheses that do not hold a query: a function's
+/// arguments, where `ORDER BY` orders an aggregate's input
+/// (`last_value(status ORDER BY time)`).
+fn function_arguments(
+    tokens: &[sqlparser::tokenizer::TokenWithSpan],
+) -> Vec<std::ops::Range<usize>> {
+    use sqlparser::tokenizer::Token;
+    let mut ranges = Vec::new();
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        match &t.token {
+            Token::LParen => {
+                let query = matches!(
+                    tokens.get(i + 1).map(|t| &t.token),
+                    Some(Token::Word(w)) if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES)
+                );
+                let call = i > 0 && matches!(tokens[i - 1].token, Token::Word(_));
+                open.push((i, call && !query));
+            }
+            Token::RParen => {
+                if let Some((start, true)) = open.pop() {
+                    ranges.push(start..i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    ranges
+}
+
+/// The tokens of each `ROW_NUMBER() OVER (..)`: its `OVER` and `ORDER BY`
+/// are the deduplication pattern's (checked when the plan is read).
+fn row_number_clauses(
+    tokens: &[sqlparser::tokenizer::TokenWithSpan],
+) -> Vec<std::ops::Range<usize>> {
+    use sqlparser::tokenizer::Token;
+    let mut ranges = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let Token::Word(w) = &t.token else { continue };
+        if !w.value.eq_ignore_ascii_case("row_number") {
+            continue;
+        }
+        let shape = [Token::LParen, Token::RParen];
+        let opens = tokens
+            .get(i + 1..i + 3)
+            .is_some_and(|ts| ts.iter().zip(&shape).all(|(t, s)| &t.token == s))
+            && matches!(tokens.get(i + 3).map(|t| &t.token), Some(Token::Word(w)) if w.keyword == Keyword::OVER)
+            && matches!(tokens.get(i + 4).map(|t| &t.token), Some(Token::LParen));
+        if !opens {
+            continue;
+        }
+        let mut depth = 0usize;
+        for (j, t) in tokens.iter().enumerate().skip(i + 4) {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        ranges.push(i..j + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    ranges
 }

@@ -10,6 +10,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use headwater_operators::changelog::CHANGE_COLUMN;
+use headwater_operators::deduplicate::Deduplicate;
 use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
 use headwater_runtime::Partitioning;
@@ -57,7 +58,12 @@ pub(super) fn plan_query(
     plan: &LogicalPlan,
     at: Position,
 ) -> Result<QueryStream, SqlError> {
-    let planned = QueryPlanner { dataflow, at }.plan(plan)?;
+    let planned = QueryPlanner {
+        dataflow,
+        at,
+        first_rows: Vec::new(),
+    }
+    .plan(plan)?;
     if planned.window.is_some() {
         return Err(SqlError::unsupported(
             at,
@@ -74,6 +80,8 @@ pub(super) fn plan_query(
 struct QueryPlanner<'a> {
     dataflow: &'a mut Dataflow,
     at: Position,
+    /// `ROW_NUMBER()` columns that a filter keeps at 1: deduplications.
+    first_rows: Vec<String>,
 }
 
 impl QueryPlanner<'_> {
@@ -116,10 +124,21 @@ impl QueryPlanner<'_> {
                         })
                         .collect::<Option<Vec<String>>>()
                 });
-                let stream = self.dataflow.project(input.stream, &exprs).map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: None, updating: input.updating, key })
+                let stream = self
+                    .dataflow
+                    .project(input.stream, &exprs)
+                    .map_err(|e| self.failed(e))?;
+                Ok(Planned {
+                    stream,
+                    window: None,
+                    updating: input.updating,
+                    key,
+                })
             }
             LogicalPlan::Filter(f) => {
+                if let Some(column) = super::dedup::first_row_filter(f) {
+                    self.first_rows.push(column);
+                }
                 let input = self.plan(&f.input)?;
                 let predicate = unqualified(&f.predicate);
                 if input.window.is_some() && mentions_window_bounds(&predicate) {
@@ -131,7 +150,12 @@ impl QueryPlanner<'_> {
                     .dataflow
                     .filter(input.stream, &predicate)
                     .map_err(|e| self.failed(e))?;
-                Ok(Planned { stream, window: input.window, updating: input.updating, key: input.key })
+                Ok(Planned {
+                    stream,
+                    window: input.window,
+                    updating: input.updating,
+                    key: input.key,
+                })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => {
@@ -139,19 +163,31 @@ impl QueryPlanner<'_> {
                 for input in &u.inputs {
                     let p = self.plan(input)?;
                     if p.window.is_some() {
-                        return Err(self.unsupported("a union of windowed tables needs its GROUP BY first"));
+                        return Err(
+                            self.unsupported("a union of windowed tables needs its GROUP BY first")
+                        );
                     }
                     if p.updating {
-                        return Err(self.unsupported("a UNION of updating queries is not supported yet"));
+                        return Err(
+                            self.unsupported("a UNION of updating queries is not supported yet")
+                        );
                     }
                     // Inputs' columns take the union's names.
                     let exprs = named(
-                        &p.stream.schema.fields().iter().take(u.schema.fields().len())
+                        &p.stream
+                            .schema
+                            .fields()
+                            .iter()
+                            .take(u.schema.fields().len())
                             .map(|f| Expr::Column(Column::new_unqualified(f.name())))
                             .collect::<Vec<_>>(),
                         u.schema.fields(),
                     );
-                    inputs.push(self.dataflow.project(p.stream, &exprs).map_err(|e| self.failed(e))?);
+                    inputs.push(
+                        self.dataflow
+                            .project(p.stream, &exprs)
+                            .map_err(|e| self.failed(e))?,
+                    );
                 }
                 let stream = self.dataflow.union(inputs).map_err(|e| self.failed(e))?;
                 Ok(Planned::append(stream))
@@ -163,17 +199,62 @@ impl QueryPlanner<'_> {
                 "LIMIT on an unbounded stream is not supported; use a window or a view",
             )),
             LogicalPlan::Join(_) => Err(self.unsupported("joins are not supported yet")),
-            LogicalPlan::Window(_) => Err(self.unsupported(
-                "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY",
-            )),
-            LogicalPlan::Distinct(_) => Err(self.unsupported(
-                "SELECT DISTINCT is not supported yet; GROUP BY the columns instead",
-            )),
+            LogicalPlan::Window(w) => self.deduplicate(w),
+            LogicalPlan::Distinct(_) => Err(self
+                .unsupported("SELECT DISTINCT is not supported yet; GROUP BY the columns instead")),
             other => Err(self.unsupported(format!(
                 "{} is not supported in a streaming query",
                 other.display()
             ))),
         }
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY k ORDER BY t) .. WHERE rn = 1`: the
+    /// first row of each key, the rest dropped (Flink's deduplication).
+    fn deduplicate(&mut self, w: &datafusion::logical_expr::Window) -> Result<Planned, SqlError> {
+        let keys =
+            super::dedup::first_row_keys(w, &self.first_rows).map_err(|e| self.unsupported(e))?;
+        let input = self.plan(&w.input)?;
+        if input.window.is_some() || input.updating {
+            return Err(self.unsupported(
+                "ROW_NUMBER() deduplicates a table's rows; it cannot come after a window function or an aggregate",
+            ));
+        }
+        let mut stream = input.stream;
+        let parallelism = by_key(&mut stream, &keys);
+        let dedup = Deduplicate::try_new(&keys, &stream.schema, self.dataflow.state_ttl)
+            .map_err(|e| self.failed(e.to_string()))?;
+        let schema = stream.schema.clone();
+        let firsts = self
+            .dataflow
+            .then(
+                stream,
+                "deduplicate",
+                schema,
+                parallelism,
+                Arc::new(move |subtask| dedup.operator(subtask)),
+            )
+            .map_err(|e| self.failed(e))?;
+        // Every row that goes on is number 1 of its key.
+        let columns = w.schema.fields();
+        let inputs = w.input.schema().fields().len();
+        let mut exprs: Vec<Expr> = columns[..inputs]
+            .iter()
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        let one = datafusion::common::ScalarValue::UInt64(Some(1))
+            .cast_to(columns[inputs].data_type())
+            .map_err(|e| SqlError::datafusion(e, self.at))?;
+        exprs.push(datafusion::prelude::lit(one).alias(columns[inputs].name()));
+        let stream = self
+            .dataflow
+            .project(firsts, &exprs)
+            .map_err(|e| self.failed(e))?;
+        // One row per key goes on: the key identifies it (a view's key).
+        Ok(Planned {
+            key: Some(keys),
+            ..Planned::append(stream)
+        })
     }
 
     fn scan(&mut self, scan: &TableScan) -> Result<Planned, SqlError> {
@@ -275,21 +356,11 @@ impl QueryPlanner<'_> {
         let Some(window) = input.window else {
             return self.updating_aggregate(a, input.stream);
         };
-        let mut keys = Vec::new();
-        let mut has_bounds = false;
-        for e in &a.group_expr {
-            match unqualified(e) {
-                Expr::Column(c) if c.name == "window_start" || c.name == "window_end" => {
-                    has_bounds = true
-                }
-                Expr::Column(c) => keys.push(c.name),
-                other => {
-                    return Err(self.unsupported(format!(
-                        "GROUP BY `{other}`: a windowed GROUP BY takes columns; compute the expression in a view of the table first"
-                    )));
-                }
-            }
-        }
+        let has_bounds = a.group_expr.iter().any(|e| {
+            matches!(unqualified(e), Expr::Column(c) if c.name == "window_start" || c.name == "window_end")
+        });
+        let (stream, mut keys) = self.group_keys(a, input.stream)?;
+        keys.retain(|k| k != "window_start" && k != "window_end");
         if !has_bounds {
             return Err(self.unsupported(
                 "a GROUP BY over a window function must include window_start or window_end",
@@ -297,7 +368,7 @@ impl QueryPlanner<'_> {
         }
         let groups = a.group_expr.len();
         let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
-        let mut stream = input.stream;
+        let mut stream = stream;
         let parallelism = by_key(&mut stream, &keys);
         let operator = WindowAggregate::try_new(window.kind, &keys, &aggregates, &stream.schema)
             .map_err(|e| self.failed(e.to_string()))?;
@@ -337,22 +408,46 @@ impl QueryPlanner<'_> {
     }
 
     /// `GROUP BY` without a window: a changelog of each key's results.
-    fn updating_aggregate(
+    /// The key columns of `a`'s GROUP BY. An expression (`date_bin(..)`,
+    /// `lower(name)`) is computed first into a column named as the
+    /// aggregate's output calls it.
+    fn group_keys(
         &mut self,
         a: &Aggregate,
-        mut stream: Stream,
-    ) -> Result<Planned, SqlError> {
+        stream: Stream,
+    ) -> Result<(Stream, Vec<String>), SqlError> {
         let mut keys = Vec::new();
-        for e in &a.group_expr {
+        let mut computed = Vec::new();
+        for (i, e) in a.group_expr.iter().enumerate() {
             match unqualified(e) {
                 Expr::Column(c) => keys.push(c.name),
                 other => {
-                    return Err(self.unsupported(format!(
-                        "GROUP BY `{other}`: GROUP BY takes columns; compute the expression in a subquery first"
-                    )));
+                    let name = a.schema.field(i).name().clone();
+                    computed.push(other.alias(&name));
+                    keys.push(name);
                 }
             }
         }
+        if computed.is_empty() {
+            return Ok((stream, keys));
+        }
+        let mut exprs: Vec<Expr> = stream
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != headwater_runtime::EVENT_TIME_FIELD)
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        exprs.extend(computed);
+        let stream = self
+            .dataflow
+            .project(stream, &exprs)
+            .map_err(|e| self.failed(e))?;
+        Ok((stream, keys))
+    }
+
+    fn updating_aggregate(&mut self, a: &Aggregate, stream: Stream) -> Result<Planned, SqlError> {
+        let (mut stream, keys) = self.group_keys(a, stream)?;
         let groups = a.group_expr.len();
         let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
         let parallelism = by_key(&mut stream, &keys);

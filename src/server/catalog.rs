@@ -1,0 +1,389 @@
+//! `headwater serve`: what clients declare. `CREATE TABLE` adds a table
+//! (checked, not run); `CREATE MATERIALIZED VIEW v AS ..` starts a job that
+//! keeps `v`; `INSERT INTO t SELECT ..` starts a job that writes to `t`;
+//! `DROP MATERIALIZED VIEW`, `STOP JOB` and `DROP TABLE` undo them.
+//!
+//! With a data directory the catalog survives the server: the statements
+//! that hold are kept in `catalog.sql` (rewritten whole, then renamed), and
+//! each job checkpoints to `jobs/<name>/`. A server started over the
+//! directory runs the statements again, and each job resumes from its
+//! newest checkpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::sql::sqlparser::tokenizer::Token;
+use headwater_operators::view::ViewRegistry;
+use headwater_runtime::checkpoint::CheckpointConfig;
+use headwater_runtime::{JobConfig, JobError};
+use headwater_sql::script::read_script;
+use headwater_sql::{SqlError, SqlOptions, plan_script};
+
+use super::engine::{Outcome, StatementError, lead};
+use super::jobs::{JobSpec, JobState, Jobs};
+
+/// How the server's jobs run.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Kept statements and job checkpoints go here.
+    pub data_dir: PathBuf,
+    pub parallelism: usize,
+    pub checkpoint_interval: Duration,
+    /// Parallelism, restarts and state settings for every job.
+    pub job: JobConfig,
+}
+
+/// A statement kept in the catalog: a table, or a running job's statement.
+#[derive(Debug, Clone)]
+struct Kept {
+    /// The table's or the job's name.
+    name: String,
+    sql: String,
+    is_table: bool,
+}
+
+/// Tables and jobs declared by clients.
+pub struct Catalog {
+    config: ServeConfig,
+    views: ViewRegistry,
+    jobs: Arc<Jobs>,
+    /// Statements that hold, in the order they came; one change at a time.
+    kept: tokio::sync::Mutex<Vec<Kept>>,
+}
+
+impl Catalog {
+    pub fn new(config: ServeConfig, views: ViewRegistry, jobs: Arc<Jobs>) -> Self {
+        Catalog {
+            config,
+            views,
+            jobs,
+            kept: Default::default(),
+        }
+    }
+
+    fn catalog_file(&self) -> PathBuf {
+        self.config.data_dir.join("catalog.sql")
+    }
+
+    fn job_dir(&self, name: &str) -> PathBuf {
+        self.config.data_dir.join("jobs").join(name)
+    }
+
+    /// Runs the statements kept in the data directory again: tables are
+    /// declared, jobs resume from their newest checkpoints. Returns how
+    /// many statements it ran.
+    pub async fn restore(&self) -> Result<usize, StatementError> {
+        let path = self.catalog_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(StatementError::new(
+                    "58030",
+                    format!("reading {}: {e}", path.display()),
+                ));
+            }
+        };
+        let statements = super::engine::split_statements(&text);
+        for statement in &statements {
+            self.run(statement, true).await.map_err(|e| {
+                StatementError::new(
+                    e.code,
+                    format!("{}: a kept statement fails: {}", path.display(), e.message),
+                )
+            })?;
+        }
+        Ok(statements.len())
+    }
+
+    /// Runs `statement` if it changes the catalog; `None` if it is a query.
+    pub async fn execute(&self, statement: &str) -> Result<Option<Outcome>, StatementError> {
+        self.run(statement, false).await
+    }
+
+    async fn run(
+        &self,
+        statement: &str,
+        restoring: bool,
+    ) -> Result<Option<Outcome>, StatementError> {
+        let lead2 = lead(statement, 2);
+        let lead3 = lead(statement, 3);
+        let mut kept = self.kept.lock().await;
+        let outcome = if lead2 == "CREATE TABLE" || lead3 == "CREATE TEMPORARY TABLE" {
+            let name = object_name(statement)?;
+            if kept.iter().any(|k| k.is_table && k.name == name) {
+                return Err(StatementError::new(
+                    "42P07",
+                    format!("table `{name}` already exists"),
+                ));
+            }
+            // Planned alone (after the other tables) to check it.
+            self.plan(
+                &kept,
+                statement,
+                &format!("check-{name}"),
+                &ViewRegistry::new(),
+            )
+            .await?;
+            kept.push(Kept {
+                name,
+                sql: statement.trim().to_string(),
+                is_table: true,
+            });
+            "CREATE TABLE"
+        } else if lead3 == "CREATE MATERIALIZED VIEW" || lead2 == "INSERT INTO" {
+            let is_view = lead2 == "CREATE MATERIALIZED";
+            let name = object_name(statement)?;
+            let job = if is_view {
+                if self.views.describe(&name).is_some() {
+                    return Err(StatementError::new(
+                        "42P07",
+                        format!("view `{name}` already exists"),
+                    ));
+                }
+                name.clone()
+            } else {
+                // One job per INSERT: named after its table, numbered.
+                let n = (1..)
+                    .find(|n| {
+                        let candidate = format!("insert_{name}_{n}");
+                        !kept.iter().any(|k| k.name == candidate)
+                    })
+                    .unwrap_or(1);
+                format!("insert_{name}_{n}")
+            };
+            self.start(&kept, statement, &job, restoring).await?;
+            kept.push(Kept {
+                name: job,
+                sql: statement.trim().to_string(),
+                is_table: false,
+            });
+            if is_view {
+                "CREATE MATERIALIZED VIEW"
+            } else {
+                "INSERT 0 0"
+            }
+        } else if lead3 == "DROP MATERIALIZED VIEW" || lead2 == "STOP JOB" {
+            let name = object_name(statement)?;
+            let if_exists = lead(statement, 5).ends_with("IF EXISTS");
+            let position = kept.iter().position(|k| !k.is_table && k.name == name);
+            match position {
+                Some(i) => {
+                    kept.remove(i);
+                    self.jobs.stop(&name);
+                    self.views.remove_job(&name);
+                    self.discard_when_ended(&name);
+                }
+                None if if_exists => {}
+                None => {
+                    return Err(StatementError::new(
+                        "42704",
+                        format!("there is no view or job `{name}`"),
+                    ));
+                }
+            }
+            if lead2 == "STOP JOB" {
+                "STOP JOB"
+            } else {
+                "DROP MATERIALIZED VIEW"
+            }
+        } else if lead2 == "DROP TABLE" {
+            let name = object_name(statement)?;
+            let if_exists = lead(statement, 4).ends_with("IF EXISTS");
+            match kept.iter().position(|k| k.is_table && k.name == name) {
+                Some(i) => {
+                    kept.remove(i);
+                }
+                None if if_exists => {}
+                None => {
+                    return Err(StatementError::new(
+                        "42P01",
+                        format!("there is no table `{name}`"),
+                    ));
+                }
+            }
+            "DROP TABLE"
+        } else if lead2 == "CREATE VIEW" || lead2 == "CREATE OR" {
+            return Err(StatementError::new(
+                "0A000",
+                "only materialized views are kept: use CREATE MATERIALIZED VIEW v AS SELECT ..",
+            ));
+        } else if lead(statement, 1) == "CREATE" || lead(statement, 1) == "DROP" {
+            return Err(StatementError::new(
+                "0A000",
+                format!(
+                    "`{lead2}` is not supported: use CREATE TABLE, CREATE MATERIALIZED VIEW, INSERT INTO, DROP MATERIALIZED VIEW, DROP TABLE or STOP JOB"
+                ),
+            ));
+        } else {
+            return Ok(None);
+        };
+        if !restoring {
+            self.save(&kept)?;
+        }
+        Ok(Some(Outcome::Done {
+            tag: outcome.to_string(),
+        }))
+    }
+
+    async fn plan(
+        &self,
+        kept: &[Kept],
+        statement: &str,
+        job: &str,
+        views: &ViewRegistry,
+    ) -> Result<headwater_sql::SqlJob, StatementError> {
+        let options = SqlOptions {
+            name: job.to_string(),
+            parallelism: self.config.parallelism.max(1),
+            views: views.clone(),
+            prelude: kept
+                .iter()
+                .filter(|k| k.is_table)
+                .map(|k| k.sql.clone())
+                .collect(),
+            ..Default::default()
+        };
+        plan_script(statement, &options).await.map_err(|e| {
+            views.remove_job(job);
+            sql_error(&e)
+        })
+    }
+
+    /// Plans and starts the job of `statement`.
+    async fn start(
+        &self,
+        kept: &[Kept],
+        statement: &str,
+        job: &str,
+        restoring: bool,
+    ) -> Result<(), StatementError> {
+        let planned = self.plan(kept, statement, job, &self.views).await?;
+        let dir = self.job_dir(job);
+        if !restoring {
+            // A new job never resumes from an old one's checkpoints.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let mut config = self.config.job.clone();
+        config.checkpoint = Some(CheckpointConfig::new(&dir, self.config.checkpoint_interval));
+        let spec = JobSpec::of(&planned.graph, statement, planned.views.clone());
+        let handle = headwater_runtime::start(planned.graph, config).map_err(|e| {
+            self.views.remove_job(job);
+            StatementError::new("XX000", format!("job `{job}` cannot start: {e}"))
+        })?;
+        let id = self.jobs.track(&handle, spec);
+        let (jobs, views, name) = (self.jobs.clone(), self.views.clone(), job.to_string());
+        tokio::spawn(async move {
+            let state = match handle.wait().await {
+                Ok(result) if result.stopped => JobState::Stopped,
+                Ok(_) => JobState::Finished,
+                Err(JobError::Cancelled) => JobState::Stopped,
+                Err(e) => JobState::Failed(e.to_string()),
+            };
+            if let JobState::Failed(e) = &state {
+                tracing::error!("job failed: {e}");
+            }
+            jobs.ended(id, state);
+            views.job_ended(&name);
+        });
+        Ok(())
+    }
+
+    /// Removes a dropped job's checkpoints once it has stopped.
+    fn discard_when_ended(&self, name: &str) {
+        let (jobs, name, dir) = (self.jobs.clone(), name.to_string(), self.job_dir(name));
+        tokio::spawn(async move {
+            while jobs.is_running(&name) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+
+    /// Writes the statements that hold: to a temporary file, then renamed.
+    fn save(&self, kept: &[Kept]) -> Result<(), StatementError> {
+        let path = self.catalog_file();
+        let temporary = path.with_extension("sql.tmp");
+        let mut text = String::from(
+            "-- Kept by `headwater serve`: run again when it starts over this directory.\n",
+        );
+        for k in kept {
+            text.push_str(&k.sql);
+            text.push_str(";\n");
+        }
+        let written = std::fs::create_dir_all(&self.config.data_dir)
+            .and_then(|_| {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&temporary)?;
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|_| std::fs::rename(&temporary, &path));
+        written.map_err(|e| {
+            StatementError::new(
+                "58030",
+                format!("the catalog cannot be saved to {}: {e}", path.display()),
+            )
+        })
+    }
+}
+
+/// A planning error as a Postgres error: its place is in the message.
+fn sql_error(e: &SqlError) -> StatementError {
+    let code = match e {
+        SqlError::Syntax { .. } => "42601",
+        SqlError::Unsupported { .. } => "0A000",
+        SqlError::Invalid { message, .. } | SqlError::Plan { message, .. }
+            if message.contains("not found") && message.contains("table") =>
+        {
+            "42P01"
+        }
+        SqlError::Invalid { message, .. } | SqlError::Plan { message, .. }
+            if message.contains("No field named") =>
+        {
+            "42703"
+        }
+        _ => "42000",
+    };
+    StatementError::new(code, e.to_string())
+}
+
+/// The name a statement declares, creates or drops: the first word after
+/// its leading keywords (unquoted names are lower case, as in queries).
+fn object_name(statement: &str) -> Result<String, StatementError> {
+    const KEYWORDS: &[&str] = &[
+        "CREATE",
+        "TEMPORARY",
+        "TABLE",
+        "MATERIALIZED",
+        "VIEW",
+        "IF",
+        "NOT",
+        "EXISTS",
+        "DROP",
+        "INSERT",
+        "INTO",
+        "STOP",
+        "JOB",
+    ];
+    let statements = read_script(statement).map_err(|e| sql_error(&e))?;
+    let first = statements
+        .first()
+        .ok_or_else(|| StatementError::new("42601", "an empty statement"))?;
+    for token in &first.tokens {
+        match &token.token {
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && KEYWORDS.contains(&w.value.to_uppercase().as_str()) => {}
+            Token::Word(w) if w.quote_style.is_some() => return Ok(w.value.clone()),
+            Token::Word(w) => return Ok(w.value.to_lowercase()),
+            Token::SingleQuotedString(s) => return Ok(s.clone()),
+            _ => break,
+        }
+    }
+    Err(StatementError::new(
+        "42601",
+        format!("no name in `{}`", lead(statement, 4)),
+    ))
+}
