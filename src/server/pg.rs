@@ -465,8 +465,23 @@ fn rows_response(
     let mut rows = Vec::new();
     let mut encoder = DataRowEncoder::new(fields.clone());
     for batch in &batches {
+        // Timestamps in microseconds (Postgres's unit), a column at a time.
+        let columns: Vec<arrow::array::ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Timestamp(unit, zone) if *unit != TimeUnit::Microsecond => {
+                    arrow::compute::cast(
+                        c,
+                        &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                    )
+                    .map_err(|e| user_error("22000", e.to_string()))
+                }
+                _ => Ok(c.clone()),
+            })
+            .collect::<PgWireResult<_>>()?;
         for row in 0..batch.num_rows() {
-            for column in batch.columns() {
+            for column in &columns {
                 encode(&mut encoder, column.as_ref(), row)?;
             }
             rows.push(Ok(encoder.take_row()));
@@ -514,17 +529,11 @@ fn encode(encoder: &mut DataRowEncoder, column: &dyn Array, row: usize) -> PgWir
             let v = a.is_valid(row).then(|| a.value_as_date(row)).flatten();
             encoder.encode_field(&v)
         }
-        DataType::Timestamp(unit, zone) => {
-            let micros = arrow::compute::cast(
-                &column.slice(row, 1),
-                &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
-            )
-            .map_err(|e| user_error("22000", e.to_string()))?;
-            let a = micros.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-            let _ = unit;
+        DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+            let a = column.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
             let t = a
-                .is_valid(0)
-                .then(|| chrono::DateTime::from_timestamp_micros(a.value(0)))
+                .is_valid(row)
+                .then(|| chrono::DateTime::from_timestamp_micros(a.value(row)))
                 .flatten();
             match zone {
                 None => encoder.encode_field(&t.map(|t| t.naive_utc())),
