@@ -85,6 +85,10 @@ FROM bids GROUP BY auction;
 CREATE MATERIALIZED VIEW auction_bidders AS
 SELECT auction, count(DISTINCT bidder) AS bidders FROM bids GROUP BY auction;
 
+-- A declared key: the latest bid per auction (an upsert of an append-only query).
+CREATE MATERIALIZED VIEW latest_bid WITH (primary_key = 'auction') AS
+SELECT auction, bidder, price FROM bids;
+
 CREATE MATERIALIZED VIEW per_window AS
 SELECT window_start, window_end, count(*) AS bids
 FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND)
@@ -194,6 +198,29 @@ async fn views_answer_postgres_clients() {
         let auction: i64 = row.get(0);
         assert_eq!(row.get::<_, i64>(1), stats[&auction].0);
         assert_eq!(row.get::<_, i64>(2), bidders[&auction]);
+    }
+
+    // A declared key keeps one row per auction: one of its bids.
+    let latest = client
+        .query("SELECT auction, bidder, price FROM latest_bid", &[])
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), stats.len(), "one row per declared key");
+    let all_bids: std::collections::BTreeSet<(i64, i64, i64)> = std::fs::read_to_string(bids())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["auction"].as_i64().unwrap(),
+                v["bidder"].as_i64().unwrap(),
+                v["price"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for row in &latest {
+        let bid = (row.get(0), row.get(1), row.get(2));
+        assert!(all_bids.contains(&bid), "{bid:?} is not a bid of the input");
     }
 
     // Timestamps: windows as TIMESTAMP, 10 s apart, their counts adding up.

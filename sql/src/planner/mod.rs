@@ -328,18 +328,33 @@ async fn materialized_view(
         ));
     };
     let name = create.name.to_string();
+    let declared = declared_key(&create.options, at)?;
     let query = sqlparser::ast::Statement::Query(create.query);
     let plan = logical_plan(ctx, query, at).await?;
     let query = query::plan_query(dataflow, &plan, at)?;
-    let Some(key) = query.key else {
-        return Err(SqlError::unsupported(
-            at,
-            format!(
-                "view `{name}` needs a key: a view is kept by the GROUP BY columns of its query, \
-                 and they must all be selected"
-            ),
-        ));
+    let key = match (declared, query.key) {
+        (Some(declared), Some(derived)) if query.updating && declared != derived => {
+            return Err(SqlError::unsupported(
+                at,
+                format!(
+                    "view `{name}` updates its rows by its GROUP BY ({}); a declared key must be the same",
+                    derived.join(", ")
+                ),
+            ));
+        }
+        (Some(declared), _) => declared,
+        (None, Some(derived)) => derived,
+        (None, None) => {
+            return Err(SqlError::unsupported(
+                at,
+                format!(
+                    "view `{name}` needs a key: a view is kept by the GROUP BY columns of its query \
+                     (all selected), or by a declared one: CREATE MATERIALIZED VIEW {name} WITH (primary_key = 'column, ..') AS .."
+                ),
+            ));
+        }
     };
+
     dataflow
         .view(
             query.stream,
@@ -350,6 +365,65 @@ async fn materialized_view(
         )
         .map_err(|e| SqlError::plan(at, e))?;
     Ok(name)
+}
+
+/// A view's declared key: `WITH (primary_key = 'a, b')`. Later rows of an
+/// append-only query replace earlier ones with the same key (an upsert).
+fn declared_key(
+    options: &sqlparser::ast::CreateTableOptions,
+    at: crate::error::Position,
+) -> Result<Option<Vec<String>>, SqlError> {
+    use sqlparser::ast::{CreateTableOptions, Expr, SqlOption, Value};
+    let options = match options {
+        CreateTableOptions::None => return Ok(None),
+        CreateTableOptions::With(o) | CreateTableOptions::Options(o) => o,
+        _ => {
+            return Err(SqlError::unsupported(
+                at,
+                "a view takes WITH (primary_key = '..') only",
+            ));
+        }
+    };
+    let mut key = None;
+    for option in options {
+        let SqlOption::KeyValue { key: name, value } = option else {
+            return Err(SqlError::unsupported(
+                at,
+                "a view takes WITH (primary_key = '..') only",
+            ));
+        };
+        let name_at = name.span.start.into();
+        if !matches!(
+            name.value.to_lowercase().as_str(),
+            "primary_key" | "primary-key"
+        ) {
+            return Err(SqlError::unsupported(
+                name_at,
+                format!("unknown view option `{}`; known: primary_key", name.value),
+            ));
+        }
+        let text = match value {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => s.clone(),
+                _ => String::new(),
+            },
+            Expr::Identifier(i) => i.value.clone(),
+            _ => String::new(),
+        };
+        let columns: Vec<String> = text
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if columns.is_empty() {
+            return Err(SqlError::invalid(
+                name_at,
+                "primary_key names the key columns: 'a, b'",
+            ));
+        }
+        key = Some(columns);
+    }
+    Ok(key)
 }
 
 /// The statement's text, parsed by sqlparser.
