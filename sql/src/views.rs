@@ -282,15 +282,22 @@ impl TableProvider for ViewTable {
     }
 }
 
+/// A session over the views as of some checkpoints, and which ones.
+type CachedSession = (Vec<(String, Option<u64>)>, SessionContext);
+
 /// Runs read-only SQL over the views of a registry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ViewQueries {
     pub registry: ViewRegistry,
+    cache: Arc<std::sync::Mutex<Option<CachedSession>>>,
 }
 
 impl ViewQueries {
     pub fn new(registry: ViewRegistry) -> Self {
-        ViewQueries { registry }
+        ViewQueries {
+            registry,
+            cache: Default::default(),
+        }
     }
 
     /// A session whose tables are the views, the views of a job all as of
@@ -303,9 +310,22 @@ impl ViewQueries {
         self.registry
             .wait_published(std::time::Duration::from_secs(30))
             .await;
-        let ctx = SessionContext::new();
         let versions = self.registry.read_versions();
-        for name in self.registry.names() {
+        let names = self.registry.names();
+        let signature: Vec<(String, Option<u64>)> = names
+            .iter()
+            .map(|n| (n.clone(), versions.get(n).copied()))
+            .collect();
+        // Views as of the same checkpoints: the same (read-only) session,
+        // built once per checkpoint rather than once per query.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, ctx)) = cache.as_ref()
+            && *cached == signature
+        {
+            return Ok((ctx.clone(), versions));
+        }
+        let ctx = SessionContext::new();
+        for name in names {
             let Some((schema, key, max_parallelism)) = self.registry.describe(&name) else {
                 continue;
             };
@@ -323,6 +343,7 @@ impl ViewQueries {
                 }),
             )?;
         }
+        *cache = Some((signature, ctx.clone()));
         Ok((ctx, versions))
     }
 
