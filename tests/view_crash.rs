@@ -37,8 +37,18 @@ FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY event_time) AS
 WHERE rn = 1;
 ";
 
+/// A job process, killed when the test ends (passed or not).
+struct Job(Child);
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the job; returns it and its Postgres address.
-fn start(dir: &Path) -> (Child, String) {
+fn start(dir: &Path) -> (Job, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
         .args([
             "run",
@@ -67,7 +77,7 @@ fn start(dir: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (Job(child), addr)
 }
 
 async fn connect(addr: &str) -> tokio_postgres::Client {
@@ -155,15 +165,15 @@ async fn a_reader_never_sees_a_rolled_back_row_across_a_crash() {
         read(counts(&client).await, &mut last);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    job.kill().unwrap(); // SIGKILL
-    job.wait().unwrap();
+    job.0.kill().unwrap(); // SIGKILL
+    job.0.wait().unwrap();
     let before_crash = last;
     assert!(
         before_crash < total,
         "killed after the input ended; pace it slower"
     );
 
-    let (mut job, addr) = start(dir.path());
+    let (_job, addr) = start(dir.path());
     client = connect(&addr).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     while last < total {
@@ -189,6 +199,4 @@ async fn a_reader_never_sees_a_rolled_back_row_across_a_crash() {
         .collect();
     assert_eq!(got, expected);
     eprintln!("{reads} reads; killed at {before_crash} of {total} events");
-    job.kill().unwrap();
-    job.wait().unwrap();
 }
