@@ -18,7 +18,7 @@ use headwater_runtime::state::{StateDescriptor, StateKey, ValueState};
 use headwater_runtime::{BoxError, Collector, Operator, OperatorContext, SubtaskInfo};
 
 use crate::error::{OperatorError, Result};
-use crate::window::keys::{GroupKeys, KeyCodec};
+use crate::window::keys::{GroupKeys, KeyCodec, key_columns_of};
 
 /// Keeps the first row per value of some columns; run it behind a hash
 /// exchange on those columns.
@@ -42,15 +42,7 @@ impl Deduplicate {
                 "deduplication needs at least one key column".into(),
             ));
         }
-        let mut indices = Vec::new();
-        let mut fields = Vec::new();
-        for name in key_columns {
-            let index = input.index_of(name).map_err(|_| {
-                OperatorError::Config(format!("key `{name}` is not a column of the stream"))
-            })?;
-            indices.push(index);
-            fields.push(input.fields()[index].clone());
-        }
+        let (indices, fields) = key_columns_of(key_columns, input)?;
         Ok(Deduplicate {
             key_columns: indices,
             key_fields: fields,

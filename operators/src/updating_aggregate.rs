@@ -21,8 +21,8 @@ use headwater_runtime::time::{event_time_column, schema_with_event_time};
 use headwater_runtime::{BoxError, Collector, Operator, OperatorContext, SubtaskInfo};
 
 use crate::changelog::{Change, changelog_schema};
-use crate::error::{OperatorError, Result};
-use crate::window::keys::{GroupKeys, KeyCodec};
+use crate::error::Result;
+use crate::window::keys::{GroupKeys, KeyCodec, key_columns_of};
 use crate::window::{AggregatePlan, StateRowCodec};
 
 struct Shared {
@@ -43,15 +43,7 @@ impl UpdatingAggregate {
     /// Plans `aggregates` per value of `key_columns`; with none, one result
     /// for all rows (run it at parallelism 1).
     pub fn try_new(key_columns: &[String], aggregates: &[Expr], input: &SchemaRef) -> Result<Self> {
-        let mut indices = Vec::new();
-        let mut key_fields = Vec::new();
-        for name in key_columns {
-            let index = input.index_of(name).map_err(|_| {
-                OperatorError::Config(format!("key `{name}` is not a column of the stream"))
-            })?;
-            indices.push(index);
-            key_fields.push(input.fields()[index].clone());
-        }
+        let (indices, key_fields) = key_columns_of(key_columns, input)?;
         let plan = AggregatePlan::try_new(aggregates, input)?;
         plan.state_codec()?;
         let fields = key_fields.iter().chain(plan.output_fields()).cloned();

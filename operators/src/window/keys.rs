@@ -13,6 +13,25 @@ use headwater_runtime::key_hash::hash_columns;
 use crate::error::Result;
 
 /// Turns key columns into byte rows (Arrow's row format) and back.
+/// The indices and fields of the key columns `names` of `input`.
+pub fn key_columns_of(
+    names: &[String],
+    input: &arrow::datatypes::SchemaRef,
+) -> Result<(Vec<usize>, Vec<FieldRef>)> {
+    names
+        .iter()
+        .map(|name| {
+            let index = input.index_of(name).map_err(|_| {
+                crate::error::OperatorError::Config(format!(
+                    "key `{name}` is not a column of the stream"
+                ))
+            })?;
+            Ok((index, input.fields()[index].clone()))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|pairs| pairs.into_iter().unzip())
+}
+
 pub struct KeyCodec {
     columns: Vec<usize>,
     converter: RowConverter,
