@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/env.sh
+# The tests must not build the dependencies with other features than the demo.
+scripts/check-features.sh
 exec cargo test --release --workspace "$@"
