@@ -6,9 +6,9 @@ use crate::checkpoint::RestorePlan;
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
 
-use super::codec::{is_expired, now_ms};
 use super::error::StateError;
 use super::store::KeyedStateStore;
+use super::ttl::TtlStates;
 use crate::key_groups::KeyGroupRange;
 
 /// Where state lives and how much memory it may use.
@@ -88,11 +88,7 @@ impl StateBackend {
         subtask: usize,
         key_groups: KeyGroupRange,
     ) -> Result<KeyedStateStore, StateError> {
-        KeyedStateStore::open(
-            self.store_path(operator, subtask),
-            &self.options(),
-            key_groups,
-        )
+        self.open_at(self.store_path(operator, subtask), key_groups)
     }
 
     fn store_path(&self, operator: &str, subtask: usize) -> PathBuf {
@@ -127,13 +123,13 @@ impl StateBackend {
             && key_groups.end <= old.end
         {
             plan.storage.materialize(files, &path).map_err(failed)?;
-            let mut store = KeyedStateStore::open(path, &self.options(), *old)?;
+            let mut store = self.open_at(path, *old)?;
             if *old != key_groups {
                 store.retain_key_groups(key_groups)?;
             }
             return Ok(store);
         }
-        let store = KeyedStateStore::open(path.clone(), &self.options(), key_groups)?;
+        let store = self.open_at(path.clone(), key_groups)?;
         for (i, (_, files)) in parts.iter().enumerate() {
             let plan = plan.expect("parts come from a plan");
             let tmp = path.with_extension(format!("restore-{i}"));
@@ -145,7 +141,19 @@ impl StateBackend {
         Ok(store)
     }
 
-    fn options(&self) -> Options {
+    fn open_at(
+        &self,
+        path: PathBuf,
+        key_groups: KeyGroupRange,
+    ) -> Result<KeyedStateStore, StateError> {
+        let ttl_states = std::sync::Arc::new(TtlStates::default());
+        KeyedStateStore::open(path, &self.options(&ttl_states), ttl_states, key_groups)
+    }
+
+    /// The options of every store: the shared block cache (index and filter
+    /// blocks included) and write-buffer budget, bloom filters, LZ4, and a
+    /// compaction filter that drops expired values of the store's TTL states.
+    fn options(&self, ttl_states: &std::sync::Arc<TtlStates>) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         table.set_cache_index_and_filter_blocks(true);
@@ -157,12 +165,9 @@ impl StateBackend {
         options.set_write_buffer_size((self.config.memory_limit / 8).clamp(1 << 20, 64 << 20));
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_max_open_files(256);
-        options.set_compaction_filter("headwater-ttl", |_level, _key, value| {
-            if is_expired(value, now_ms()) {
-                rocksdb::CompactionDecision::Remove
-            } else {
-                rocksdb::CompactionDecision::Keep
-            }
+        let ttl_states = ttl_states.clone();
+        options.set_compaction_filter("headwater-ttl", move |_level, key, value| {
+            ttl_states.filter(key, value)
         });
         options
     }

@@ -22,6 +22,7 @@ mod snapshot;
 mod sorted;
 mod store;
 mod timers;
+mod ttl;
 mod typed;
 
 pub use backend::{JobState, StateBackend, StateConfig};
@@ -32,6 +33,7 @@ pub use snapshot::StoreSnapshot;
 pub use sorted::SortedState;
 pub use store::{KeyedStateStore, StateWriteBatch};
 pub use timers::{Timer, TimerService, i64_from_order_preserving, order_preserving};
+pub use ttl::TtlStates;
 pub use typed::{ListState, MapState, ValueState};
 
 #[cfg(test)]

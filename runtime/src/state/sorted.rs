@@ -22,7 +22,7 @@ impl SortedState {
     /// Registers the state `name` in `store`.
     pub fn new(store: &mut KeyedStateStore, name: &str) -> Result<Self, StateError> {
         Ok(SortedState {
-            id: store.register(name)?,
+            id: store.register(name, false)?,
         })
     }
 

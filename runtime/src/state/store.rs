@@ -2,12 +2,17 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DEFAULT_COLUMN_FAMILY_NAME, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
 
 use super::error::StateError;
 use super::layout::{key_group_start, state_id};
+use super::ttl::TtlStates;
 use crate::key_groups::{KeyGroup, KeyGroupRange};
 
 /// The keyed state of one subtask: the key groups it owns, in one RocksDB instance.
@@ -19,6 +24,7 @@ pub struct KeyedStateStore {
     write_options: WriteOptions,
     sequence: AtomicU64,
     instance: String,
+    ttl_states: Arc<TtlStates>,
 }
 
 impl std::fmt::Debug for KeyedStateStore {
@@ -35,6 +41,9 @@ pub struct StateWriteBatch {
     pub(crate) batch: WriteBatch,
     pub(crate) key: Vec<u8>,
     pub(crate) value: Vec<u8>,
+    /// States written with a TTL in this batch, made known to the store's
+    /// compaction filter when the batch is applied.
+    pub(crate) ttl_states: Vec<u32>,
 }
 
 impl StateWriteBatch {
@@ -49,19 +58,26 @@ impl StateWriteBatch {
 }
 
 impl KeyedStateStore {
+    /// Opens the store at `path`. `options` apply to the database and to its
+    /// one column family; its compaction filter consults `ttl_states`.
     pub(crate) fn open(
         path: PathBuf,
         options: &Options,
+        ttl_states: Arc<TtlStates>,
         key_groups: KeyGroupRange,
     ) -> Result<Self, StateError> {
         std::fs::create_dir_all(&path)
             .map_err(|e| StateError::Config(format!("cannot create {}: {e}", path.display())))?;
-        let db = DB::open_cf(options, &path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(
-            |source| StateError::RocksDb {
+        // `open_cf` would give the column family, where all data lives,
+        // RocksDB's default options: a private cache, no bloom filter and no
+        // compaction filter.
+        let family = ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, options.clone());
+        let db = DB::open_cf_descriptors(options, &path, [family]).map_err(|source| {
+            StateError::RocksDb {
                 path: path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         // Writes need no write-ahead log: state is made durable by checkpoints.
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
@@ -88,6 +104,7 @@ impl KeyedStateStore {
             states: HashMap::new(),
             write_options,
             sequence,
+            ttl_states,
         })
     }
 
@@ -96,9 +113,13 @@ impl KeyedStateStore {
         self.key_groups
     }
 
-    /// Registers a state by name and returns its id.
-    pub(crate) fn register(&mut self, name: &str) -> Result<u32, StateError> {
+    /// Registers a state by name and returns its id. Values of a state with
+    /// `ttl` expire, and compaction removes them once they have.
+    pub(crate) fn register(&mut self, name: &str, ttl: bool) -> Result<u32, StateError> {
         let id = state_id(name);
+        if ttl {
+            self.ttl_states.insert(id);
+        }
         match self.states.get(&id) {
             Some(existing) if existing != name => Err(StateError::NameCollision {
                 first: existing.clone(),
@@ -145,7 +166,7 @@ impl KeyedStateStore {
     ) -> Result<Vec<T>, StateError> {
         let cf = self
             .db
-            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
             .ok_or_else(|| {
                 StateError::Config(format!(
                     "{}: the default column family is not open",
@@ -200,11 +221,15 @@ impl KeyedStateStore {
             batch: WriteBatch::default(),
             key: Vec::new(),
             value: Vec::new(),
+            ttl_states: Vec::new(),
         }
     }
 
     /// Applies a batch of writes atomically.
     pub fn write(&self, batch: StateWriteBatch) -> Result<(), StateError> {
+        for &id in &batch.ttl_states {
+            self.ttl_states.insert(id);
+        }
         self.db
             .write_opt(batch.batch, &self.write_options)
             .map_err(|e| self.rocks(e))
@@ -285,6 +310,27 @@ impl KeyedStateStore {
     /// Flushes memtables to SST files (before a snapshot, or in tests).
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush().map_err(|e| self.rocks(e))
+    }
+
+    /// Compacts every key now, as RocksDB does in the background: expired
+    /// values of states with a TTL are dropped. For tests and maintenance.
+    pub fn compact(&self) -> Result<(), StateError> {
+        self.flush()?;
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &options);
+        Ok(())
+    }
+
+    /// Whether state `id` is known to hold values with a TTL.
+    pub fn has_ttl(&self, id: u32) -> bool {
+        self.ttl_states.contains(id)
+    }
+
+    /// A property of the RocksDB instance, such as `rocksdb.block-cache-capacity`.
+    pub fn property(&self, name: &str) -> Option<String> {
+        self.db.property_value(name).ok().flatten()
     }
 
     /// Approximate bytes of live state on disk and in memtables.

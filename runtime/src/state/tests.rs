@@ -326,3 +326,144 @@ fn timers_pop_in_time_order_across_key_groups_and_survive_a_reopen() {
     assert_eq!(fired, rest);
     assert_eq!(timers.earliest(), None);
 }
+
+/// The backend's options reach the column family that holds the data: one
+/// block cache shared by every store, bloom filters, the TTL filter.
+#[test]
+fn every_store_gets_the_shared_cache_bloom_filters_and_the_ttl_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&dir, 24 << 20);
+    let first = backend.open_store("op", 0, all_groups()).unwrap();
+    let second = backend.open_store("op", 1, all_groups()).unwrap();
+    for store in [&first, &second] {
+        assert_eq!(
+            store.property("rocksdb.block-cache-capacity").as_deref(),
+            Some("25165824"),
+            "{store:?} uses the backend's cache, not a private 32 MiB one"
+        );
+        let options = std::fs::read_dir(store.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .expect("RocksDB writes its options file");
+        let family = &options[options.find("[CFOptions \"default\"]").unwrap()..];
+        assert!(
+            family.contains("compaction_filter=headwater-ttl"),
+            "compaction filter of the column family: {family}"
+        );
+        let table = &options[options.find("[TableOptions/BlockBasedTable").unwrap()..];
+        assert!(
+            table.contains("filter_policy=bloomfilter"),
+            "no bloom filter: {table}"
+        );
+    }
+    // One cache: what one store puts in it shows in the other's usage.
+    let usage = |s: &KeyedStateStore| -> u64 {
+        s.property("rocksdb.block-cache-usage")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = usage(&second);
+    let mut first = first;
+    let v = ValueState::<Vec<u8>>::new(&mut first, StateDescriptor::new("v")).unwrap();
+    let mut batch = first.new_batch();
+    for i in 0u32..20_000 {
+        v.put(
+            &first,
+            &mut batch,
+            StateKey::new(i % 128, &i.to_be_bytes()),
+            &vec![7; 100],
+        )
+        .unwrap();
+    }
+    first.write(batch).unwrap();
+    assert!(
+        usage(&second) > before,
+        "memtables of one store are charged to the cache the other reads: {} -> {}",
+        before,
+        usage(&second)
+    );
+}
+
+/// View rows and window partials are raw Arrow rows. A row keyed by a small
+/// BIGINT starts with 0x01 and reads as an expired envelope; compaction must
+/// keep it, and remove only expired values of states with a TTL.
+#[test]
+fn compaction_removes_expired_ttl_values_and_keeps_raw_rows() {
+    use arrow::array::{ArrayRef, Int64Array};
+    use arrow::datatypes::DataType;
+    use arrow::row::{RowConverter, SortField};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = backend(&dir, 16 << 20)
+        .open_store("op", 0, all_groups())
+        .unwrap();
+    let rows = SortedState::new(&mut store, "view:customers").unwrap();
+    let converter = RowConverter::new(vec![
+        SortField::new(DataType::Int64),
+        SortField::new(DataType::Int64),
+    ])
+    .unwrap();
+    let ids: ArrayRef = std::sync::Arc::new(Int64Array::from_iter_values(0..500));
+    let counts: ArrayRef =
+        std::sync::Arc::new(Int64Array::from_iter_values((0..500).map(|i| i % 3)));
+    let encoded = converter.convert_columns(&[ids, counts]).unwrap();
+    let ttl = Duration::from_millis(50);
+    // Registered, and made before the store was open (as deduplication does).
+    let seen =
+        ValueState::<bool>::new(&mut store, StateDescriptor::new("seen").with_ttl(ttl)).unwrap();
+    let first_seen =
+        ValueState::<u64>::unregistered(StateDescriptor::new("first-seen").with_ttl(ttl));
+    let kept = ValueState::<u64>::new(&mut store, StateDescriptor::new("kept")).unwrap();
+    let mut stored_keys = Vec::new();
+    for round in 0..3u64 {
+        let mut batch = store.new_batch();
+        for (i, row) in encoded.iter().enumerate() {
+            let kg = (i % 128) as u32;
+            let key = (i as u64 + round * 1000).to_be_bytes();
+            rows.put(&store, &mut batch, kg, &key, row.as_ref())
+                .unwrap();
+            let key = StateKey::new(kg, &key);
+            seen.put(&store, &mut batch, key, &true).unwrap();
+            first_seen.put(&store, &mut batch, key, &round).unwrap();
+            kept.put(&store, &mut batch, key, &round).unwrap();
+        }
+        store.write(batch).unwrap();
+        // Several SST files, so compaction really merges.
+        store.flush().unwrap();
+    }
+    assert!(store.has_ttl(layout::state_id("first-seen")));
+    for i in 0..500u64 {
+        for round in 0..3u64 {
+            let key = (i + round * 1000).to_be_bytes();
+            for state in ["seen", "first-seen"] {
+                let mut k = Vec::new();
+                StateKey::new((i % 128) as u32, &key).encode(layout::state_id(state), &mut k);
+                stored_keys.push(k);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    store.compact().unwrap();
+    for key in &stored_keys {
+        assert!(
+            store.get_raw(key).unwrap().is_none(),
+            "an expired value of a TTL state survived compaction"
+        );
+    }
+    for round in 0..3u64 {
+        for (i, row) in encoded.iter().enumerate() {
+            let kg = (i % 128) as u32;
+            let key = (i as u64 + round * 1000).to_be_bytes();
+            let got: Vec<_> = rows.scan(&store, kg, &key).map(|r| r.unwrap()).collect();
+            assert_eq!(got.len(), 1, "view row {i} of round {round} was removed");
+            assert_eq!(&*got[0].1, row.as_ref());
+            assert_eq!(
+                kept.get(&store, StateKey::new(kg, &key)).unwrap(),
+                Some(round)
+            );
+        }
+    }
+}

@@ -28,7 +28,7 @@ impl<V: Serialize + DeserializeOwned> Handle<V> {
         descriptor: StateDescriptor<V>,
     ) -> Result<Self, StateError> {
         Ok(Handle {
-            id: store.register(&descriptor.name)?,
+            id: store.register(&descriptor.name, descriptor.ttl.is_some())?,
             descriptor,
         })
     }
@@ -76,6 +76,9 @@ impl<V: Serialize + DeserializeOwned> Handle<V> {
     ) -> Result<(), StateError> {
         self.descriptor.encode(value, &mut batch.value)?;
         batch.batch.put(stored_key, &batch.value);
+        if self.descriptor.ttl.is_some() && !batch.ttl_states.contains(&self.id) {
+            batch.ttl_states.push(self.id);
+        }
         Ok(())
     }
 
