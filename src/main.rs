@@ -179,7 +179,10 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(match unit {
         "ms" => std::time::Duration::from_millis(n),
         "s" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_secs(n * 60),
+        "m" => std::time::Duration::from_secs(
+            n.checked_mul(60)
+                .ok_or_else(|| format!("`{text}` is too long"))?,
+        ),
         _ => return Err(format!("`{text}`: the unit is one of ms, s, m")),
     })
 }

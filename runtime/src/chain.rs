@@ -388,7 +388,6 @@ fn store_snapshots(handle: &CheckpointHandle, barrier: Barrier, pending: Vec<Pen
                         instance,
                         dir,
                     );
-                    let _ = std::fs::remove_dir_all(dir);
                     Some(files?)
                 }
                 None => None,
@@ -400,6 +399,11 @@ fn store_snapshots(handle: &CheckpointHandle, barrier: Barrier, pending: Vec<Pen
                 keyed_state,
             })
         })();
+        // The local snapshot goes whether the upload worked or not: a
+        // failing checkpoint must not leave one behind each time.
+        if let Some((dir, _)) = &p.local {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let report = match result {
             Ok(state) => TaskReport::Ack {
                 checkpoint: barrier.id,

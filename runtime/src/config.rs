@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::checkpoint::CheckpointConfig;
-use crate::key_groups::DEFAULT_MAX_PARALLELISM;
+use crate::error::RuntimeError;
+use crate::key_groups::{DEFAULT_MAX_PARALLELISM, MAX_MAX_PARALLELISM};
 
 /// Settings of one job. The defaults suit a laptop and a test alike.
 #[derive(Debug, Clone)]
@@ -34,6 +35,37 @@ pub struct JobConfig {
     /// Without checkpoints a failed job fails (a restart would replay its
     /// input into sinks that have already written it).
     pub restart: RestartStrategy,
+}
+
+impl JobConfig {
+    /// Refuses settings the runtime cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let invalid = |m: String| Err(RuntimeError::InvalidConfig(m));
+        if !(1..=MAX_MAX_PARALLELISM).contains(&self.max_parallelism) {
+            return invalid(format!(
+                "max parallelism {} is outside 1..={MAX_MAX_PARALLELISM}: key groups are stored as 16-bit numbers",
+                self.max_parallelism
+            ));
+        }
+        if self.default_parallelism == 0 {
+            return invalid("the parallelism must be at least 1".into());
+        }
+        if self.channel_capacity == 0 {
+            return invalid("the channel capacity must be at least 1".into());
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            if checkpoint.interval.is_zero() {
+                return invalid("the checkpoint interval must be above zero".into());
+            }
+            if checkpoint.timeout.is_zero() {
+                return invalid("the checkpoint timeout must be above zero".into());
+            }
+            if checkpoint.retained == 0 {
+                return invalid("at least one complete checkpoint must be retained".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a failed job with checkpoints is restarted.

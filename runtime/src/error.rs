@@ -12,6 +12,9 @@ pub enum RuntimeError {
     /// The job graph is not valid: the message says which node or edge is wrong.
     #[error("invalid job graph: {0}")]
     InvalidGraph(String),
+    /// A setting of the job cannot be used: the message names it.
+    #[error("invalid job configuration: {0}")]
+    InvalidConfig(String),
     /// A column cannot be used as a key, or a batch lacks a column the runtime needs.
     #[error("{0}")]
     Schema(String),

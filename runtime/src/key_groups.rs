@@ -18,6 +18,10 @@ use std::ops::Range;
 /// The default number of key groups: the largest parallelism a job can rescale to.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 
+/// The largest max parallelism, as in Flink: key groups are stored as 16-bit
+/// numbers in state keys (see the state layout).
+pub const MAX_MAX_PARALLELISM: u32 = 1 << 15;
+
 /// A key group: `hash % max_parallelism`.
 pub type KeyGroup = u32;
 

@@ -29,7 +29,8 @@ pub struct SubtaskInfo {
 }
 
 impl SubtaskInfo {
-    pub(crate) fn new(
+    /// Subtask `index` of `parallelism`, owning its share of the key groups.
+    pub fn new(
         operator: &str,
         index: usize,
         parallelism: usize,
@@ -70,6 +71,22 @@ pub struct OperatorContext {
 }
 
 impl OperatorContext {
+    /// A context outside any job, for a source or an operator driven by hand
+    /// (tests, tools): no checkpoints, keyed state in a temporary directory.
+    pub fn standalone(subtask: SubtaskInfo) -> Self {
+        OperatorContext {
+            subtask,
+            current_input: 0,
+            current_watermark: None,
+            metrics: Arc::new(OperatorMetrics::default()),
+            checkpointing: false,
+            run_id: 0,
+            store: None,
+            job_state: Arc::new(JobState::new(None, 64 << 20)),
+            restore: None,
+        }
+    }
+
     /// The checkpoint this run of the job restored, if any.
     pub fn restored_checkpoint(&self) -> Option<u64> {
         self.restore.as_ref().map(|r| r.id())

@@ -25,6 +25,10 @@ pub(super) struct SplitReader {
     buf: Vec<u8>,
     eof: bool,
     done: bool,
+    /// Where the next chunk must end: set after a restore, so the chunk read
+    /// again is the very chunk read before, and skipping its rows sent
+    /// before the checkpoint resumes exactly.
+    chunk_end: Option<u64>,
     pub lines: LineCounter,
 }
 
@@ -59,13 +63,20 @@ impl SplitReader {
             buf_offset: first,
             buf: Vec::new(),
             eof: false,
+            chunk_end: None,
             split,
             lines,
         })
     }
 
-    /// Opens `split` at `offset`, the start of a line within it (a restored position).
-    pub fn open_at(split: FileSplit, offset: u64) -> Result<Self, OperatorError> {
+    /// Opens `split` at `offset`, the start of a line within it (a restored
+    /// position). The first chunk ends at `chunk_end` if given: the end of
+    /// the chunk that started at `offset` before.
+    pub fn open_at(
+        split: FileSplit,
+        offset: u64,
+        chunk_end: Option<u64>,
+    ) -> Result<Self, OperatorError> {
         let file = File::open(&split.path).map_err(|e| OperatorError::io(&split.path, e))?;
         let lines = LineCounter::new(split.path.clone());
         Ok(SplitReader {
@@ -74,6 +85,7 @@ impl SplitReader {
             buf_offset: offset,
             buf: Vec::new(),
             eof: false,
+            chunk_end: chunk_end.filter(|&end| end > offset),
             split,
             lines,
         })
@@ -91,12 +103,17 @@ impl SplitReader {
         }
         let path = self.split.path.clone();
         let io = |e| OperatorError::io(&path, e);
+        let chunk_end = self.chunk_end.take();
         if !self.eof {
             let have = self.buf.len();
             // Read up to the split's end, and a little beyond to finish the last line.
             let to_end = self.split.end.saturating_sub(self.buf_offset + have as u64) as usize;
-            self.buf
-                .resize(have + CHUNK_BYTES.min(to_end + (64 << 10)), 0);
+            let mut want = CHUNK_BYTES.min(to_end + (64 << 10));
+            if let Some(end) = chunk_end {
+                let needed = (end - self.buf_offset) as usize;
+                want = want.max(needed.saturating_sub(have));
+            }
+            self.buf.resize(have + want, 0);
             self.file
                 .seek(SeekFrom::Start(self.buf_offset + have as u64))
                 .map_err(io)?;
@@ -119,10 +136,14 @@ impl SplitReader {
         } else {
             None
         };
-        let (take, last) = match cut {
-            Some(cut) => cut,
-            None if self.eof => (self.buf.len(), true),
-            None => match memchr::memrchr(b'\n', &self.buf) {
+        let exact = chunk_end
+            .map(|end| (end - self.buf_offset) as usize)
+            .filter(|&n| n <= self.buf.len() && (n == self.buf.len() || self.buf[n - 1] == b'\n'));
+        let (take, last) = match (exact, cut) {
+            (Some(n), _) => (n, false),
+            (None, Some(cut)) => cut,
+            (None, None) if self.eof => (self.buf.len(), true),
+            (None, None) => match memchr::memrchr(b'\n', &self.buf) {
                 Some(i) => (i + 1, false),
                 None => (0, false), // one line longer than the chunk: read more
             },

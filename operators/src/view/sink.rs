@@ -143,6 +143,11 @@ impl ViewWriter {
     fn freeze(&mut self, checkpoint: u64, ctx: &mut OperatorContext) -> Result<()> {
         let store = ctx.keyed_state()?;
         let dir = store.path().with_extension(format!("view-{checkpoint}"));
+        // One checkpoint is in flight at a time: when barrier `n` arrives,
+        // every checkpoint before `n - 1` has completed (and been published)
+        // or failed. Copies of those are dropped, so failing checkpoints do
+        // not pile copies up.
+        self.frozen = self.frozen.split_off(&checkpoint.saturating_sub(1));
         self.frozen
             .insert(checkpoint, StoreSnapshot::take(store, &dir)?);
         Ok(())

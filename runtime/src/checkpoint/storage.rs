@@ -52,23 +52,40 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
 fn copy_file(from: &Path, to: &Path) -> Result<u64, RuntimeError> {
     let parent = to.parent().expect("a file in a directory");
     fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let tmp = to.with_extension("copying");
-    let size = fs::copy(from, &tmp).map_err(|e| io(from, e))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io(&tmp, e))?;
-    fs::rename(&tmp, to).map_err(|e| io(to, e))?;
-    Ok(size)
+    let tmp = to.with_extension(COPYING);
+    let copied = fs::copy(from, &tmp)
+        .map_err(|e| io(from, e))
+        .and_then(|size| {
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&tmp, e))?;
+            fs::rename(&tmp, to).map_err(|e| io(to, e))?;
+            Ok(size)
+        });
+    if copied.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    copied
 }
+
+/// The extension of a file being copied into checkpoint storage.
+const COPYING: &str = "copying";
 
 fn checkpoint_id(name: &str) -> Option<u64> {
     name.strip_prefix("chk-")?.parse().ok()
 }
 
 impl CheckpointStorage {
+    /// The storage under `root`. Files left half-copied by a process that
+    /// died during an upload are removed: no upload is running yet.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        for file in walk_all(&root.join("shared")) {
+            if file.extension().is_some_and(|e| e == COPYING) {
+                let _ = fs::remove_file(&file);
+            }
+        }
         Ok(CheckpointStorage { root })
     }
 
@@ -342,7 +359,14 @@ impl CheckpointStorage {
     }
 }
 
+/// Every file under `dir` but those being copied.
 fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = walk_all(dir);
+    files.retain(|f| f.extension().is_none_or(|e| e != COPYING));
+    files
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -350,7 +374,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !path.to_string_lossy().ends_with(".copying") {
+            } else {
                 files.push(path);
             }
         }

@@ -129,6 +129,7 @@ impl JobHandle {
 ///
 /// A graph or a checkpoint that cannot be used fails here, before any task runs.
 pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> {
+    config.validate()?;
     graph.validate(config.max_parallelism)?;
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(RuntimeError::InvalidGraph(
