@@ -120,3 +120,29 @@ impl Default for JobConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_run_are_refused() {
+        assert!(JobConfig::default().validate().is_ok());
+        let with = |f: fn(&mut JobConfig)| {
+            let mut config = JobConfig {
+                checkpoint: Some(CheckpointConfig::new("/tmp/x", Duration::from_secs(1))),
+                ..JobConfig::default()
+            };
+            f(&mut config);
+            config.validate().map_err(|e| e.to_string())
+        };
+        assert!(with(|_| {}).is_ok());
+        let zero_interval = with(|c| c.checkpoint.as_mut().unwrap().interval = Duration::ZERO);
+        assert!(zero_interval.unwrap_err().contains("checkpoint interval"));
+        let wide = with(|c| c.max_parallelism = 65_536);
+        assert!(wide.unwrap_err().contains("max parallelism 65536"));
+        assert!(with(|c| c.max_parallelism = 0).is_err());
+        assert!(with(|c| c.max_parallelism = 32_768).is_ok());
+        assert!(with(|c| c.checkpoint.as_mut().unwrap().retained = 0).is_err());
+    }
+}
