@@ -30,12 +30,7 @@ pub struct SubtaskInfo {
 
 impl SubtaskInfo {
     /// Subtask `index` of `parallelism`, owning its share of the key groups.
-    pub fn new(
-        operator: &str,
-        index: usize,
-        parallelism: usize,
-        max_parallelism: u32,
-    ) -> Self {
+    pub fn new(operator: &str, index: usize, parallelism: usize, max_parallelism: u32) -> Self {
         SubtaskInfo {
             operator: operator.to_string(),
             index,
