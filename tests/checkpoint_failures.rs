@@ -1,6 +1,9 @@
 //! Damaged checkpoints: corrupt metadata, or a missing file, make the newest
 //! checkpoint incomplete; the job warns, naming what is wrong, and restores
-//! the previous complete one.
+//! the previous complete one. The output is still exactly-once: what the
+//! skipped checkpoint committed is taken back, since its rows come again.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,6 +12,10 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_headwater");
 
 fn job(dir: &Path) -> Command {
+    job_with(dir, &dir.join("checkpoints"))
+}
+
+fn job_with(dir: &Path, checkpoints: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["job", "order-metrics", "--input"])
         .arg(dir.join("orders.jsonl"))
@@ -17,7 +24,7 @@ fn job(dir: &Path) -> Command {
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints"))
+        .arg(checkpoints)
         .args(["--checkpoint-interval", "100ms"])
         .env("RUST_LOG", "headwater_runtime=info")
         .stdout(Stdio::null());
@@ -59,6 +66,8 @@ fn run_until_two_checkpoints(dir: &Path) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Let the newest checkpoint commit its files before the kill.
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -102,6 +111,32 @@ fn corrupt_metadata_falls_back_to_the_previous_checkpoint() {
         log.contains(&format!("restoring from")) && log.contains(&format!("chk-{previous}")),
         "did not restore chk-{previous}:\n{log}"
     );
+    assert_output_equals_an_uninterrupted_run(dir.path());
+}
+
+/// The committed output equals, row for row, that of a run without checkpoints.
+fn assert_output_equals_an_uninterrupted_run(dir: &Path) {
+    let reference = dir.join("reference");
+    let status = Command::new(BIN)
+        .args(["job", "order-metrics", "--input"])
+        .arg(dir.join("orders.jsonl"))
+        .arg("--output")
+        .arg(&reference)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for part in ["windows", "counts"] {
+        let expected = common::committed_rows(&reference.join(part));
+        let got = common::committed_rows(&dir.join("out").join(part));
+        assert!(!expected.is_empty());
+        assert_eq!(got.len(), expected.len(), "{part}: rows lost or duplicated");
+        assert!(
+            got == expected,
+            "{part}: rows differ from the uninterrupted run"
+        );
+    }
 }
 
 #[test]
@@ -127,6 +162,7 @@ fn a_missing_file_makes_a_checkpoint_incomplete() {
         log.contains(&format!("chk-{previous}")),
         "did not restore chk-{previous}:\n{log}"
     );
+    assert_output_equals_an_uninterrupted_run(dir.path());
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -140,4 +176,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Waits until `checkpoints` holds a complete checkpoint, lets it commit, and kills the job.
+fn kill_after_a_checkpoint(mut child: std::process::Child, checkpoints: &Path) {
+    let started = Instant::now();
+    loop {
+        let done = std::fs::read_dir(checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("_metadata").exists());
+        if done {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_same_command_with_from_savepoint_resumes_from_the_newer_checkpoint() {
+    let dir = setup();
+    let dir = dir.path();
+    // A first run leaves a checkpoint: the "savepoint" the next runs start from.
+    kill_after_a_checkpoint(
+        job(dir).stderr(Stdio::null()).spawn().unwrap(),
+        &dir.join("checkpoints"),
+    );
+    let (_, savepoint) = complete(dir).last().unwrap().clone();
+    let resumed = || {
+        // Its own checkpoint directory: the command a user starts again.
+        let mut cmd = job_with(dir, &dir.join("checkpoints-2"));
+        cmd.arg("--from-savepoint").arg(&savepoint);
+        cmd
+    };
+    kill_after_a_checkpoint(
+        resumed().stderr(Stdio::null()).spawn().unwrap(),
+        &dir.join("checkpoints-2"),
+    );
+    let output = resumed().stderr(Stdio::piped()).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("completed after the savepoint") && log.contains("checkpoints-2"),
+        "did not resume from its own newer checkpoint:\n{log}"
+    );
+    assert_output_equals_an_uninterrupted_run(dir);
 }

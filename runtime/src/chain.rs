@@ -16,7 +16,7 @@ use crate::key_groups::KeyGroupRange;
 use crate::metrics::Counter;
 use crate::operator::{Collector, Operator, OperatorContext};
 use crate::output::OutputRouter;
-use crate::time::Watermark;
+use crate::time::{EventTime, Watermark};
 use std::path::PathBuf;
 
 /// An error with the node it came from, so a failure deep in a chain is
@@ -78,6 +78,8 @@ pub(crate) struct PendingState {
     pub blob: Option<Vec<u8>>,
     /// A local RocksDB snapshot (hard links) and the store's instance name.
     pub local: Option<(PathBuf, String)>,
+    /// The watermark at the barrier.
+    pub watermark: Option<EventTime>,
 }
 
 impl Chain {
@@ -99,23 +101,38 @@ impl Chain {
         }
     }
 
-    /// Opens every operator, and gives it its state when the job restores a checkpoint.
-    pub async fn open(&mut self) -> Result<(), NodeError> {
-        for op in &mut self.ops {
+    /// Opens every operator, and gives it its state and its watermark when
+    /// the job restores a checkpoint. Returns the restored watermark of the
+    /// chain's first operator.
+    pub async fn open(&mut self) -> Result<Option<EventTime>, NodeError> {
+        let mut first_watermark = None;
+        for (k, op) in self.ops.iter_mut().enumerate() {
             let failed = |e| NodeError::new(op.node, e);
+            let restored = match op.ctx.restore.clone() {
+                Some(plan) => {
+                    let s = &op.ctx.subtask;
+                    let restored = plan
+                        .restored(&s.operator, s.index, s.parallelism)
+                        .map_err(|e| failed(e.into()))?;
+                    // Event time resumes where it was: rows behind it are late,
+                    // as they were before the restore.
+                    op.ctx.current_watermark = restored.watermark();
+                    if k == 0 {
+                        first_watermark = op.ctx.current_watermark;
+                    }
+                    Some(restored)
+                }
+                None => None,
+            };
             op.operator.open(&mut op.ctx).await.map_err(failed)?;
-            if let Some(plan) = op.ctx.restore.clone() {
-                let s = &op.ctx.subtask;
-                let states = plan
-                    .operator_states(&s.operator, s.index, s.parallelism)
-                    .map_err(|e| failed(e.into()))?;
+            if let Some(restored) = restored {
                 op.operator
-                    .restore_state(states, &mut op.ctx)
+                    .restore_state(restored, &mut op.ctx)
                     .await
                     .map_err(failed)?;
             }
         }
-        Ok(())
+        Ok(first_watermark)
     }
 
     /// Checkpoint barrier: snapshots every operator of the chain (with `head`,
@@ -158,6 +175,7 @@ impl Chain {
                 key_groups: s.key_groups,
                 blob,
                 local,
+                watermark: op.ctx.current_watermark,
             });
         }
         let tail = self.ops.last().map_or(self.head, |o| o.node);
@@ -178,6 +196,11 @@ impl Chain {
                 .map_err(|e| NodeError::new(op.node, e))?;
         }
         Ok(())
+    }
+
+    /// The node that feeds the chain: its source, or its first operator.
+    pub fn head(&self) -> NodeId {
+        self.head
     }
 
     /// The checkpoint handle, if the job takes checkpoints.
@@ -397,6 +420,7 @@ fn store_snapshots(handle: &CheckpointHandle, barrier: Barrier, pending: Vec<Pen
                 key_groups: (p.key_groups.start, p.key_groups.end),
                 operator_state,
                 keyed_state,
+                watermark: p.watermark.map(|w| w.0),
             })
         })();
         // The local snapshot goes whether the upload worked or not: a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
-use crate::checkpoint::RestorePlan;
+use crate::checkpoint::{RestorePlan, Restored};
 use crate::error::BoxError;
 use crate::key_groups::KeyGroupRange;
 use crate::metrics::OperatorMetrics;
@@ -177,11 +177,12 @@ pub trait Operator: Send + 'static {
     }
 
     /// Called after `open` when the job restores a checkpoint, with the
-    /// states [`Operator::snapshot_state`] returned: this subtask's, or every
-    /// old subtask's when the parallelism changed.
+    /// states [`Operator::snapshot_state`] returned: this subtask's, or, when
+    /// the parallelism changed (`restored.rescaled`), every old subtask's with
+    /// the key groups each owned. `ctx.current_watermark` is already restored.
     async fn restore_state(
         &mut self,
-        _states: Vec<Vec<u8>>,
+        _restored: Restored,
         _ctx: &mut OperatorContext,
     ) -> Result<(), BoxError> {
         Ok(())

@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 
+use crate::checkpoint::Restored;
 use crate::error::BoxError;
 use crate::operator::OperatorContext;
 
@@ -46,10 +47,11 @@ pub trait Source: Send + 'static {
         Ok(None)
     }
 
-    /// Resumes from positions [`Source::snapshot_state`] returned (this
-    /// subtask's, or every old subtask's when the parallelism changed).
-    /// Called after `open`, before `next`.
-    async fn restore_state(&mut self, _states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+    /// Resumes from positions [`Source::snapshot_state`] returned: this
+    /// subtask's, or, when the parallelism changed (`restored.rescaled`),
+    /// every old subtask's, of which it takes its share. Called after `open`,
+    /// before `next`.
+    async fn restore_state(&mut self, _restored: Restored) -> Result<(), BoxError> {
         Ok(())
     }
 }

@@ -61,6 +61,7 @@ impl SourceTask {
             key_groups: s.key_groups,
             blob,
             local: None,
+            watermark: self.ctx.current_watermark,
         };
         self.chain.checkpoint(barrier, Some(head)).await
     }
@@ -69,23 +70,6 @@ impl SourceTask {
         let node = self.node;
         let at = |e: BoxError| NodeError::new(node, e);
         self.source.open(&mut self.ctx).await.map_err(at)?;
-        if let Some(plan) = self.ctx.restore.clone() {
-            let s = &self.ctx.subtask;
-            let states = plan
-                .operator_states(&s.operator, s.index, s.parallelism)
-                .map_err(|e| at(e.into()))?;
-            if states.is_empty() {
-                tracing::warn!(
-                    source = %s.operator,
-                    subtask = s.index,
-                    checkpoint = plan.id(),
-                    "the checkpoint holds no position for this source: it starts from its beginning"
-                );
-            }
-            self.source.restore_state(states).await.map_err(at)?;
-        }
-        self.chain.open().await?;
-        let assigner = EventTimeAssigner::new(&self.event_time);
         let mut watermarks = match &self.event_time {
             EventTimeSpec::Column {
                 max_out_of_orderness,
@@ -93,7 +77,33 @@ impl SourceTask {
             } => BoundedOutOfOrderness::new(*max_out_of_orderness),
             EventTimeSpec::ArrivalTime => BoundedOutOfOrderness::new(Duration::ZERO),
         };
+        if let Some(plan) = self.ctx.restore.clone() {
+            let s = &self.ctx.subtask;
+            let restored = plan
+                .restored(&s.operator, s.index, s.parallelism)
+                .map_err(|e| at(e.into()))?;
+            if restored.is_empty() {
+                tracing::warn!(
+                    source = %s.operator,
+                    subtask = s.index,
+                    checkpoint = plan.id(),
+                    "the checkpoint holds no position for this source: it starts from its beginning"
+                );
+            }
+            // Event time resumes where it was, before any row flows.
+            if let Some(w) = restored.watermark() {
+                watermarks.resume_at(w);
+            }
+            self.source.restore_state(restored).await.map_err(at)?;
+        }
+        self.chain.open().await?;
+        let assigner = EventTimeAssigner::new(&self.event_time);
         let mut emitted: Option<EventTime> = None;
+        if let Some(w) = watermarks.current() {
+            emitted = Some(w);
+            self.ctx.current_watermark = Some(w);
+            self.chain.watermark(Watermark::EventTime(w)).await?;
+        }
         let mut idle = false;
         let mut idle_deadline = Instant::now() + self.idle_timeout;
         let mut barriers = self.barriers.take();
@@ -115,7 +125,7 @@ impl SourceTask {
                     self.checkpoint(barrier).await?;
                     if barrier.last {
                         // Stopped with a savepoint: nothing after it is read.
-                        await_last_checkpoint(&mut self.chain, barrier.id, &mut completed, notified).await?;
+                        self.await_last_checkpoint(barrier.id, &mut barriers, &mut completed, notified).await?;
                         return self.chain.end_of_input().await;
                     }
                     continue;
@@ -144,6 +154,7 @@ impl SourceTask {
                         && emitted.is_none_or(|e| w > e)
                     {
                         emitted = Some(w);
+                        self.ctx.current_watermark = Some(w);
                         self.ctx.metrics.note_watermark(w.0);
                         self.chain.watermark(Watermark::EventTime(w)).await?;
                     }
@@ -159,6 +170,7 @@ impl SourceTask {
         if finished {
             // A bounded input has ended: event time is complete.
             self.ctx.metrics.note_watermark(i64::MAX);
+            self.ctx.current_watermark = Some(EventTime::MAX);
             self.chain
                 .watermark(Watermark::EventTime(EventTime::MAX))
                 .await?;
@@ -184,13 +196,54 @@ impl SourceTask {
                 };
                 self.checkpoint(barrier).await?;
                 if barrier.last {
-                    await_last_checkpoint(&mut self.chain, barrier.id, &mut completed, notified)
+                    self.await_last_checkpoint(barrier.id, &mut barriers, &mut completed, notified)
                         .await?;
                     break;
                 }
             }
         }
         self.chain.end_of_input().await
+    }
+}
+
+impl SourceTask {
+    /// Waits until the job's last checkpoint (`id`, or a retry of it) is
+    /// complete and lets the chain commit: only then may a task end. A failed
+    /// last checkpoint is taken again with a new barrier, which this source
+    /// passes on; when it has failed for good, the task fails with the reason.
+    async fn await_last_checkpoint(
+        &mut self,
+        mut id: u64,
+        barriers: &mut Option<mpsc::Receiver<Barrier>>,
+        completed: &mut Option<watch::Receiver<u64>>,
+        notified: u64,
+    ) -> Result<(), NodeError> {
+        let Some(completed) = completed.as_mut() else {
+            return Ok(());
+        };
+        let mut failed = self
+            .chain
+            .checkpoint_handle()
+            .map(|h| h.last_failed.clone());
+        while *completed.borrow() < id {
+            tokio::select! {
+                changed = completed.changed() => if changed.is_err() { break },
+                reason = last_checkpoint_failed(&mut failed) => {
+                    return Err(NodeError::new(self.node, reason.into()));
+                }
+                barrier = next_barrier(barriers) => {
+                    self.checkpoint(barrier).await?;
+                    if barrier.last {
+                        id = barrier.id;
+                    }
+                }
+            }
+        }
+        let done = *completed.borrow();
+        if done >= id && done > notified {
+            self.chain.notify_checkpoint_complete(done).await?;
+        }
+        Ok(())
     }
 }
 
@@ -205,9 +258,13 @@ async fn await_last_checkpoint(
     let Some(completed) = completed.as_mut() else {
         return Ok(());
     };
+    let mut failed = chain.checkpoint_handle().map(|h| h.last_failed.clone());
     while *completed.borrow() < id {
-        if completed.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = completed.changed() => if changed.is_err() { break },
+            reason = last_checkpoint_failed(&mut failed) => {
+                return Err(NodeError::new(chain.head(), reason.into()));
+            }
         }
     }
     let done = *completed.borrow();
@@ -215,6 +272,21 @@ async fn await_last_checkpoint(
         chain.notify_checkpoint_complete(done).await?;
     }
     Ok(())
+}
+
+/// Why the job's last checkpoint failed for good; never, if it has not.
+async fn last_checkpoint_failed(failed: &mut Option<watch::Receiver<Option<String>>>) -> String {
+    if let Some(rx) = failed {
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// The next barrier from the coordinator; never, if the job takes no checkpoints.
@@ -242,11 +314,16 @@ struct Alignment {
 
 impl OperatorTask {
     pub async fn run(mut self, head: NodeId) -> Result<(), NodeError> {
-        self.chain.open().await?;
+        let restored_watermark = self.chain.open().await?;
         let mut watermarks = InputWatermarks::new(self.gate.channel_count());
+        if let Some(w) = restored_watermark {
+            watermarks.resume_at(w);
+        }
         let mut completed = self.chain.checkpoint_handle().map(|h| h.completed.clone());
         let mut notified = completed.as_ref().map_or(0, |c| *c.borrow());
         let mut alignment: Option<Alignment> = None;
+        // The newest checkpoint a barrier has arrived for.
+        let mut newest: u64 = 0;
         let mut last_checkpoint: Option<u64> = None;
         loop {
             let timer = self
@@ -264,7 +341,9 @@ impl OperatorTask {
                     continue;
                 }
                 next = self.gate.next() => next,
-                () = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() => {
+                // After the job's last checkpoint no timer fires: what it sent
+                // would be in no checkpoint.
+                () = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() && last_checkpoint.is_none() => {
                     self.chain.processing_time(now_ms()).await?;
                     continue;
                 }
@@ -282,19 +361,34 @@ impl OperatorTask {
                 }
                 Message::Watermark(w) => watermarks.on_watermark(channel, w),
                 Message::Barrier(barrier) => {
-                    self.gate.block(channel);
-                    let a = alignment.get_or_insert(Alignment {
-                        barrier,
-                        arrived: 0,
-                    });
-                    if a.barrier.id != barrier.id {
-                        // An abandoned checkpoint's barrier is superseded.
-                        *a = Alignment {
-                            barrier,
-                            arrived: 0,
-                        };
+                    match alignment_step(
+                        alignment.as_ref().map(|a| a.barrier.id),
+                        newest,
+                        barrier.id,
+                    ) {
+                        BarrierStep::Ignore => {}
+                        step => {
+                            if step == BarrierStep::Supersede {
+                                // A newer checkpoint started before this one
+                                // was aligned: this one can no longer complete.
+                                tracing::warn!(
+                                    abandoned = newest,
+                                    checkpoint = barrier.id,
+                                    "a barrier overtook the one being aligned; aligning the newer"
+                                );
+                                self.gate.unblock_all();
+                                alignment = None;
+                            }
+                            newest = barrier.id;
+                            self.gate.block(channel);
+                            alignment
+                                .get_or_insert(Alignment {
+                                    barrier,
+                                    arrived: 0,
+                                })
+                                .arrived += 1;
+                        }
                     }
-                    a.arrived += 1;
                     None
                 }
                 Message::EndOfStream => watermarks.on_end_of_input(channel),
@@ -322,6 +416,30 @@ impl OperatorTask {
             await_last_checkpoint(&mut self.chain, id, &mut completed, notified).await?;
         }
         self.chain.end_of_input().await
+    }
+}
+
+/// What a task does with a barrier.
+#[derive(Debug, PartialEq, Eq)]
+enum BarrierStep {
+    /// Of a checkpoint older than one already seen: abandoned, pass over it
+    /// (its channel stays open).
+    Ignore,
+    /// Of the checkpoint being aligned, or a new one: block its channel.
+    Align,
+    /// Newer than the one being aligned: give that one up (release its
+    /// blocked channels), then align this one.
+    Supersede,
+}
+
+/// `aligning`: the checkpoint being aligned; `newest`: the newest one seen.
+fn alignment_step(aligning: Option<u64>, newest: u64, id: u64) -> BarrierStep {
+    match aligning {
+        Some(a) if id == a => BarrierStep::Align,
+        Some(a) if id > a => BarrierStep::Supersede,
+        Some(_) => BarrierStep::Ignore,
+        None if id > newest => BarrierStep::Align,
+        None => BarrierStep::Ignore,
     }
 }
 
@@ -430,4 +548,22 @@ fn arrival_times(rows: usize) -> ArrayRef {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Arc::new(TimestampMillisecondArray::from_value(now, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BarrierStep, alignment_step};
+
+    #[test]
+    fn a_newer_barrier_supersedes_the_alignment_and_an_older_one_is_ignored() {
+        // Nothing aligning: a new checkpoint starts; a stale one does not.
+        assert_eq!(alignment_step(None, 4, 5), BarrierStep::Align);
+        assert_eq!(alignment_step(None, 5, 5), BarrierStep::Ignore);
+        assert_eq!(alignment_step(None, 5, 3), BarrierStep::Ignore);
+        // Aligning 5: more of 5 aligns; 6 gives 5 up; 4 is stale and must not
+        // replace 5 (nor block its channel).
+        assert_eq!(alignment_step(Some(5), 5, 5), BarrierStep::Align);
+        assert_eq!(alignment_step(Some(5), 5, 6), BarrierStep::Supersede);
+        assert_eq!(alignment_step(Some(5), 5, 4), BarrierStep::Ignore);
+    }
 }

@@ -50,6 +50,12 @@ impl InputWatermarks {
         self.emitted
     }
 
+    /// Resumes at a watermark restored from a checkpoint: nothing at or
+    /// before it is sent again.
+    pub fn resume_at(&mut self, watermark: EventTime) {
+        self.emitted = Some(watermark);
+    }
+
     /// Input `i` sent a watermark or went idle. Returns what to send downstream, if anything.
     pub fn on_watermark(&mut self, i: usize, watermark: Watermark) -> Option<Watermark> {
         let input = &mut self.inputs[i];
@@ -120,6 +126,8 @@ impl InputWatermarks {
 pub struct BoundedOutOfOrderness {
     max_out_of_orderness_ms: i64,
     max_seen: Option<EventTime>,
+    /// The watermark restored from a checkpoint: it never goes below it.
+    floor: Option<EventTime>,
 }
 
 impl BoundedOutOfOrderness {
@@ -127,7 +135,13 @@ impl BoundedOutOfOrderness {
         BoundedOutOfOrderness {
             max_out_of_orderness_ms: max_out_of_orderness.as_millis().min(i64::MAX as u128) as i64,
             max_seen: None,
+            floor: None,
         }
+    }
+
+    /// Resumes at a watermark restored from a checkpoint.
+    pub fn resume_at(&mut self, watermark: EventTime) {
+        self.floor = Some(watermark);
     }
 
     /// Notes the largest event time of a batch.
@@ -141,12 +155,13 @@ impl BoundedOutOfOrderness {
     /// The watermark: the largest event time seen, less the bound, less 1 ms
     /// (a row exactly at the bound is still on time).
     pub fn current(&self) -> Option<EventTime> {
-        self.max_seen.map(|m| {
+        let seen = self.max_seen.map(|m| {
             EventTime(
                 m.0.saturating_sub(self.max_out_of_orderness_ms)
                     .saturating_sub(1),
             )
-        })
+        });
+        seen.max(self.floor)
     }
 }
 
@@ -210,5 +225,20 @@ mod tests {
         g.observe(EventTime(10_000));
         g.observe(EventTime(9_000));
         assert_eq!(g.current(), Some(EventTime(9_499)));
+    }
+
+    #[test]
+    fn a_restored_watermark_is_a_floor() {
+        let mut g = BoundedOutOfOrderness::new(Duration::from_millis(500));
+        g.resume_at(EventTime(20_000));
+        assert_eq!(g.current(), Some(EventTime(20_000)));
+        g.observe(EventTime(10_000));
+        assert_eq!(g.current(), Some(EventTime(20_000)));
+        g.observe(EventTime(30_000));
+        assert_eq!(g.current(), Some(EventTime(29_499)));
+        let mut w = InputWatermarks::new(1);
+        w.resume_at(EventTime(100));
+        assert_eq!(w.on_watermark(0, wm(100)), None);
+        assert_eq!(w.on_watermark(0, wm(101)), Some(wm(101)));
     }
 }

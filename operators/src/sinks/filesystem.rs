@@ -11,7 +11,9 @@
 //! commits the pending files of the checkpoint it restores (again, if a crash
 //! came between the checkpoint and the rename: committing is idempotent), and
 //! removes the in-progress and pending files of the failed run, whose rows
-//! will be read again.
+//! will be read again. A final name ends with the checkpoint that committed
+//! it (`-c0000000012.jsonl`), so a restore from an older checkpoint (the newest
+//! was damaged) also removes what the newer ones committed.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -22,6 +24,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::json::LineDelimitedWriter;
 use async_trait::async_trait;
+use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::graph::OperatorFactory;
 use headwater_runtime::time::without_event_time;
 use headwater_runtime::{BoxError, Collector, Operator, OperatorContext};
@@ -80,6 +83,19 @@ struct FileWriter {
     /// `part-<subtask>-<run>`: names this run's files.
     prefix: String,
     transactional: bool,
+}
+
+/// `part-<subtask>-<run>-<sequence>.jsonl` committed by `checkpoint`:
+/// `part-<subtask>-<run>-<sequence>-c<checkpoint>.jsonl`.
+fn committed_name(final_name: &str, checkpoint: u64) -> String {
+    let stem = final_name.strip_suffix(".jsonl").unwrap_or(final_name);
+    format!("{stem}-c{checkpoint:010}.jsonl")
+}
+
+/// The checkpoint that committed a file, from its name.
+fn checkpoint_of(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".jsonl")?;
+    stem.rsplit_once("-c")?.1.parse().ok()
 }
 
 fn pending_path(dir: &Path, final_name: &str) -> PathBuf {
@@ -169,6 +185,9 @@ impl Operator for FileWriter {
         _: &mut OperatorContext,
     ) -> Result<Option<Vec<u8>>, BoxError> {
         if let Some((path, final_name)) = self.close()? {
+            // The final name says which checkpoint commits the file, so that a
+            // restore from an earlier one can take it back.
+            let final_name = committed_name(&final_name, checkpoint);
             let pending = pending_path(&self.dir, &final_name);
             fs::rename(&path, &pending).map_err(Self::io(&path))?;
             self.pending.push((checkpoint, final_name));
@@ -193,39 +212,52 @@ impl Operator for FileWriter {
 
     async fn restore_state(
         &mut self,
-        states: Vec<Vec<u8>>,
+        restored: Restored,
         ctx: &mut OperatorContext,
     ) -> Result<(), BoxError> {
-        let mut restored = std::collections::HashSet::new();
-        for state in &states {
+        let mut restored_names = std::collections::HashSet::new();
+        for state in restored.blobs() {
             let pending: Vec<(u64, String)> = postcard::from_bytes(state)
                 .map_err(|e| format!("the sink's stored state does not decode: {e}"))?;
             for (_, name) in pending {
                 self.commit(&name)?;
-                restored.insert(name);
+                restored_names.insert(name);
             }
         }
-        // Remove what the failed run left unfinished (its rows come again from
-        // the restored positions): each subtask its own files, and subtask 0
-        // those of subtasks the job no longer has.
+        // Remove what the failed run left unfinished, and what checkpoints
+        // after the restored one committed (a restore from an older checkpoint,
+        // when the newest was damaged): their rows come again from the
+        // restored positions. Each subtask its own files, and subtask 0 those
+        // of subtasks the job no longer has.
         let entries = fs::read_dir(&self.dir).map_err(Self::io(&self.dir))?;
         let this_run = format!("{:016x}", ctx.run_id);
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("_part-") else {
-                continue;
-            };
-            let Some(final_name) = rest
-                .strip_suffix(".inprogress")
-                .or_else(|| rest.strip_suffix(".pending"))
-            else {
-                continue;
+            let (unfinished, rest) = match name.strip_prefix("_part-") {
+                Some(rest) => match rest
+                    .strip_suffix(".inprogress")
+                    .or_else(|| rest.strip_suffix(".pending"))
+                {
+                    Some(final_name) => (true, final_name),
+                    None => continue,
+                },
+                None => match name.strip_prefix("part-") {
+                    Some(rest) => (false, rest),
+                    None => continue,
+                },
             };
             let index: Option<usize> = rest.get(..4).and_then(|i| i.parse().ok());
             let ours = index == Some(ctx.subtask.index)
                 || (ctx.subtask.index == 0 && index.is_some_and(|i| i >= ctx.subtask.parallelism));
-            let listed = restored.contains(&format!("part-{final_name}"));
-            if ours && !listed && !name.contains(&this_run) {
+            if !ours || name.contains(&this_run) {
+                continue;
+            }
+            let remove = if unfinished {
+                !restored_names.contains(&format!("part-{rest}"))
+            } else {
+                checkpoint_of(&name).is_some_and(|c| c > restored.checkpoint)
+            };
+            if remove {
                 let path = entry.path();
                 fs::remove_file(&path).map_err(Self::io(&path))?;
             }
@@ -238,11 +270,17 @@ impl Operator for FileWriter {
         _: &mut OperatorContext,
         _: &mut dyn Collector,
     ) -> Result<(), BoxError> {
-        if let Some((path, final_name)) = self.close()?
+        // Without checkpoints the file has its final name already. With them,
+        // rows after the job's last checkpoint are in no checkpoint:
+        // committing them would write them twice after a restore from it.
+        if let Some((path, _)) = self.close()?
             && self.transactional
         {
-            // Only reachable when the job ends without a last checkpoint.
-            fs::rename(&path, self.dir.join(final_name)).map_err(Self::io(&path))?;
+            tracing::warn!(
+                file = %path.display(),
+                "rows arrived after the job's last checkpoint; they are not committed"
+            );
+            fs::remove_file(&path).map_err(Self::io(&path))?;
         }
         for (_, name) in std::mem::take(&mut self.pending) {
             self.commit(&name)?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use arrow::array::*;
 use arrow::datatypes::*;
 use async_trait::async_trait;
+use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::graph::SourceFactory;
 use headwater_runtime::{
     BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo,
@@ -229,14 +230,23 @@ impl Source for Datagen {
         Ok(Some(postcard::to_stdvec(&(self.step, self.next_block))?))
     }
 
-    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
-        let [state] = &states[..] else {
-            return Err("datagen restores only at the parallelism it was checkpointed at".into());
+    async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
+        let states: Vec<&[u8]> = restored.blobs().collect();
+        let rescaled = || -> BoxError {
+            format!(
+                "datagen restores only at the parallelism it was checkpointed at: \
+                 {}; start the job with --parallelism {}",
+                restored.old_parallelism, restored.old_parallelism
+            )
+            .into()
+        };
+        let ([state], false) = (&states[..], restored.rescaled) else {
+            return Err(rescaled());
         };
         let (step, next_block): (u64, u64) = postcard::from_bytes(state)
             .map_err(|e| format!("a stored datagen position does not decode: {e}"))?;
         if step != self.step {
-            return Err("datagen restores only at the parallelism it was checkpointed at".into());
+            return Err(rescaled());
         }
         self.next_block = next_block;
         Ok(())

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::graph::SourceFactory;
 use headwater_runtime::metrics::Counter;
 use headwater_runtime::{
@@ -341,10 +342,11 @@ impl Source for FileReader {
     }
 
     /// Takes this subtask's share of what the old subtasks had still to read:
-    /// all of its own at the same parallelism, every `parallelism`-th range otherwise.
-    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
+    /// all of its own at the same parallelism, every `parallelism`-th range
+    /// after a change of parallelism (from any number of old subtasks, one included).
+    async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
         let mut remaining: Vec<PlannedSplit> = Vec::new();
-        for state in &states {
+        for state in restored.blobs() {
             let splits: Vec<PlannedSplit> = postcard::from_bytes(state)
                 .map_err(|e| format!("a stored file position does not decode: {e}"))?;
             remaining.extend(splits);
@@ -360,7 +362,7 @@ impl Source for FileReader {
                 .into());
             }
         }
-        if states.len() != 1 {
+        if restored.rescaled {
             remaining.sort_by(|a, b| (&a.path, a.start).cmp(&(&b.path, b.start)));
             let (index, parallelism) = self.subtask;
             remaining = remaining
@@ -506,7 +508,10 @@ mod tests {
         let state = before.snapshot_state().await.unwrap().unwrap();
 
         let mut after = spec.reader(0, 1).unwrap();
-        after.restore_state(vec![state]).await.unwrap();
+        after
+            .restore_state(Restored::from_states(128, 1, vec![state]))
+            .await
+            .unwrap();
         loop {
             match after.next(&mut ctx).await.unwrap() {
                 SourcePoll::Batch(b) => seen.extend(ids(&b)),

@@ -22,6 +22,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
+use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::graph::SourceFactory;
 use headwater_runtime::{
     BoxError, EventTimeSpec, OperatorContext, Source, SourcePoll, SubtaskInfo,
@@ -365,19 +366,24 @@ impl Source for OrdersGenerator {
         Ok(Some(postcard::to_stdvec(&state)?))
     }
 
-    async fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<(), BoxError> {
-        let [state] = &states[..] else {
-            return Err(
-                "the orders source restores only at the parallelism it was checkpointed at".into(),
-            );
+    async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
+        let states: Vec<&[u8]> = restored.blobs().collect();
+        let rescaled = || -> BoxError {
+            format!(
+                "the orders source restores only at the parallelism it was checkpointed at: \
+                 {}; start the job with --parallelism {}",
+                restored.old_parallelism, restored.old_parallelism
+            )
+            .into()
+        };
+        let ([state], false) = (&states[..], restored.rescaled) else {
+            return Err(rescaled());
         };
         let (step, next_order, sequence, pending): (u64, u64, u64, Vec<Pending>) =
             postcard::from_bytes(state)
                 .map_err(|e| format!("a stored orders position does not decode: {e}"))?;
         if step != self.step {
-            return Err(
-                "the orders source restores only at the parallelism it was checkpointed at".into(),
-            );
+            return Err(rescaled());
         }
         self.next_order = next_order;
         self.sequence = sequence;

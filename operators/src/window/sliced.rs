@@ -18,7 +18,8 @@ use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::aggregate::{max, min};
 use async_trait::async_trait;
-use headwater_runtime::key_groups::KeyGroup;
+use headwater_runtime::checkpoint::Restored;
+use headwater_runtime::key_groups::{KeyGroup, KeyGroupRange};
 use headwater_runtime::state::{KeyedStateStore, SortedState, order_preserving};
 use headwater_runtime::time::event_time_column;
 use headwater_runtime::{BoxError, Collector, EventTime, Operator, OperatorContext};
@@ -54,8 +55,13 @@ pub(crate) struct SlicedWindowOperator {
     open: BTreeMap<i64, SliceTable>,
     /// Slices with partials in RocksDB.
     spilled: BTreeSet<i64>,
-    /// Every window ending at or before this has fired.
+    /// Every window ending at or before this has fired (it follows the
+    /// watermark, not only the windows that had rows).
     fired_until: i64,
+    /// After a change of parallelism: key groups whose old subtask had fired
+    /// less than `fired_until`, with how far it had fired. Their windows up to
+    /// `fired_until` fire before anything else happens.
+    behind: Vec<(KeyGroupRange, i64)>,
     /// Distinguishes the entries of successive spills of one slice and key.
     spill_sequence: u64,
     results: ResultBuffer,
@@ -74,6 +80,7 @@ impl SlicedWindowOperator {
             open: BTreeMap::new(),
             spilled: BTreeSet::new(),
             fired_until: i64::MIN,
+            behind: Vec::new(),
             spill_sequence: 0,
             group_indices: Vec::new(),
         })
@@ -256,7 +263,7 @@ impl SlicedWindowOperator {
                         .iter()
                         .map(|&s| last_use && self.slicer.last_window_of_slice(s) == end)
                         .collect();
-                    self.fire_from_store(store, end, &slices, &delete, out)
+                    self.fire_from_store(store, end, &slices, &delete, None, out)
                         .await?;
                     for (slice, delete) in slices.iter().zip(delete) {
                         if delete {
@@ -273,7 +280,49 @@ impl SlicedWindowOperator {
                 out.collect(batch).await?;
             }
         }
+        // Every window ending by `up_to` is complete, with rows or without: the
+        // subtasks of this operator agree on that, whatever keys each had.
+        self.fired_until = self.fired_until.max(up_to);
         self.clean_up(ctx, watermark)?;
+        Ok(())
+    }
+
+    /// After a change of parallelism, fires the windows of the key groups whose
+    /// old subtask was behind: windows that the others had fired, so they were
+    /// complete at the checkpoint.
+    async fn catch_up(
+        &mut self,
+        ctx: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> Result<(), BoxError> {
+        if self.behind.is_empty() {
+            return Ok(());
+        }
+        let behind = std::mem::take(&mut self.behind);
+        let store = ctx.keyed_state()?;
+        for (range, fired) in behind {
+            let mut due = BTreeSet::new();
+            for &slice in &self.spilled {
+                for end in self.slicer.windows_of_slice(slice) {
+                    if end > fired && end <= self.fired_until {
+                        due.insert(end);
+                    }
+                }
+            }
+            for end in due {
+                let slices: Vec<i64> = self
+                    .slicer
+                    .slices_of_window(end)
+                    .filter(|s| self.spilled.contains(s))
+                    .collect();
+                let keep = vec![false; slices.len()];
+                self.fire_from_store(store, end, &slices, &keep, Some(range), out)
+                    .await?;
+            }
+        }
+        if let Some(batch) = self.results.take(true)? {
+            out.collect(batch).await?;
+        }
         Ok(())
     }
 
@@ -311,18 +360,21 @@ impl SlicedWindowOperator {
     }
 
     /// Computes window `end` from the stored partials of `slices`, one key
-    /// group at a time; deletes the entries of the slices marked in `delete`.
+    /// group at a time (of `only` if given); deletes the entries of the slices
+    /// marked in `delete`.
     async fn fire_from_store(
         &mut self,
         store: &KeyedStateStore,
         end: i64,
         slices: &[i64],
         delete: &[bool],
+        only: Option<KeyGroupRange>,
         out: &mut dyn Collector,
     ) -> Result<(), BoxError> {
         let partials = self.partials.clone().expect("opened");
         let start = self.slicer.window_start(end);
-        for key_group in store.key_groups().as_range() {
+        let range = only.unwrap_or(store.key_groups());
+        for key_group in range.as_range() {
             let mut keys = GroupKeys::new();
             let mut groups = Vec::new();
             let mut state_rows: Vec<Box<[u8]>> = Vec::new();
@@ -410,6 +462,27 @@ impl SlicedWindowOperator {
     }
 }
 
+/// Runs of key groups fired less far than `fired_until`, with how far.
+fn ranges_behind(by_group: &BTreeMap<u32, i64>, fired_until: i64) -> Vec<(KeyGroupRange, i64)> {
+    let mut runs: Vec<(KeyGroupRange, i64)> = Vec::new();
+    for (&g, &until) in by_group {
+        if until >= fired_until {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((r, u)) if r.end == g && *u == until => r.end = g + 1,
+            _ => runs.push((
+                KeyGroupRange {
+                    start: g,
+                    end: g + 1,
+                },
+                until,
+            )),
+        }
+    }
+    runs
+}
+
 /// The sort key of a stored partial: slice end, key, spill sequence.
 fn partial_key(slice: i64, key: &[u8], sequence: u64, out: &mut Vec<u8>) {
     out.clear();
@@ -440,6 +513,7 @@ impl Operator for SlicedWindowOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.catch_up(ctx, out).await?;
         let times = event_time_column(&batch)?;
         let watermark = ctx.current_watermark;
         let keys = self.keys.keys(&batch)?;
@@ -510,7 +584,8 @@ impl Operator for SlicedWindowOperator {
     }
 
     /// At a barrier every partial goes to RocksDB, so the keyed-state
-    /// snapshot holds them all; the operator's own state is how far it fired.
+    /// snapshot holds them all; the operator's own state is how far it fired,
+    /// by key-group range.
     async fn snapshot_state(
         &mut self,
         _checkpoint: u64,
@@ -518,29 +593,48 @@ impl Operator for SlicedWindowOperator {
     ) -> Result<Option<Vec<u8>>, BoxError> {
         let store = ctx.keyed_state()?;
         self.spill_all(store)?;
-        Ok(Some(postcard::to_stdvec(&(
-            self.fired_until,
-            self.spill_sequence,
-        ))?))
+        let mut fired: Vec<(u32, u32, i64)> = self
+            .behind
+            .iter()
+            .map(|(r, f)| (r.start, r.end, *f))
+            .collect();
+        let own = store.key_groups();
+        fired.push((own.start, own.end, self.fired_until));
+        Ok(Some(postcard::to_stdvec(&(fired, self.spill_sequence))?))
     }
 
+    /// Takes how far the old subtasks fired, for the key groups this subtask
+    /// owns: the furthest, and the key groups behind it to catch up.
     async fn restore_state(
         &mut self,
-        states: Vec<Vec<u8>>,
+        restored: Restored,
         ctx: &mut OperatorContext,
     ) -> Result<(), BoxError> {
-        for (i, state) in states.iter().enumerate() {
-            let (fired_until, sequence): (i64, u64) = postcard::from_bytes(state)
+        let own = ctx.subtask.key_groups;
+        // (key groups, fired until); a later entry overrides an earlier one.
+        let mut fired: Vec<(KeyGroupRange, i64)> = Vec::new();
+        for state in restored.blobs() {
+            let (ranges, sequence): (Vec<(u32, u32, i64)>, u64) = postcard::from_bytes(state)
                 .map_err(|e| format!("a window's stored state does not decode: {e}"))?;
-            // After a change of parallelism, subtasks that fired less decide:
-            // a window is never lost (it may fire once more).
-            self.fired_until = if i == 0 {
-                fired_until
-            } else {
-                self.fired_until.min(fired_until)
-            };
+            for (start, end, until) in ranges {
+                let start = start.max(own.start);
+                let end = end.min(own.end);
+                if start < end {
+                    fired.push((KeyGroupRange { start, end }, until));
+                }
+            }
             self.spill_sequence = self.spill_sequence.max(sequence);
         }
+        // Behind ranges are listed before the subtask's own range, which
+        // holds the rest: per key group, the first entry that holds it wins.
+        let mut by_group: BTreeMap<u32, i64> = BTreeMap::new();
+        for (range, until) in &fired {
+            for g in range.as_range() {
+                by_group.entry(g).or_insert(*until);
+            }
+        }
+        self.fired_until = by_group.values().copied().max().unwrap_or(i64::MIN);
+        self.behind = ranges_behind(&by_group, self.fired_until);
         self.spill_sequence += 1;
         // Which slices have partials: one seek per slice and key group.
         let store = ctx.keyed_state()?;
@@ -567,7 +661,35 @@ impl Operator for SlicedWindowOperator {
         ctx: &mut OperatorContext,
         out: &mut dyn Collector,
     ) -> Result<Option<EventTime>, BoxError> {
+        self.catch_up(ctx, out).await?;
         self.fire(watermark.0, ctx, out).await?;
         Ok(Some(watermark))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_groups_behind_the_furthest_firing_are_listed_as_runs() {
+        // Key groups 0..4 fired until 100, 4..6 until 80, 6..8 until 100, 8 until 60.
+        let mut by_group = BTreeMap::new();
+        for g in 0..9u32 {
+            let until = match g {
+                4 | 5 => 80,
+                8 => 60,
+                _ => 100,
+            };
+            by_group.insert(g, until);
+        }
+        assert_eq!(
+            ranges_behind(&by_group, 100),
+            vec![
+                (KeyGroupRange { start: 4, end: 6 }, 80),
+                (KeyGroupRange { start: 8, end: 9 }, 60)
+            ]
+        );
+        assert!(ranges_behind(&by_group, 60).is_empty());
     }
 }

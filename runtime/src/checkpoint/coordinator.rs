@@ -14,6 +14,15 @@ use super::storage::CheckpointStorage;
 use super::{Barrier, CheckpointConfig};
 use crate::key_hash::KEY_HASH_VERSION;
 
+/// How often the job's last checkpoint is tried before the job fails.
+const LAST_CHECKPOINT_ATTEMPTS: u32 = 3;
+
+/// The last checkpoint to take again after it failed.
+struct LastRetry {
+    savepoint: bool,
+    reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
+}
+
 /// What a task tells the coordinator.
 #[derive(Debug)]
 pub(crate) enum TaskReport {
@@ -36,6 +45,8 @@ pub(crate) struct CheckpointHandle {
     pub storage: Arc<CheckpointStorage>,
     /// The id of the newest complete checkpoint.
     pub completed: watch::Receiver<u64>,
+    /// Set when the job's last checkpoint has failed for good: why.
+    pub last_failed: watch::Receiver<Option<String>>,
 }
 
 /// A request for a savepoint, answered with its directory.
@@ -63,6 +74,8 @@ pub(crate) struct Coordinator {
     pub operators: BTreeMap<String, usize>,
     pub max_parallelism: u32,
     pub completed: watch::Sender<u64>,
+    /// Tells the tasks that the job's last checkpoint failed for good.
+    pub last_failed: watch::Sender<Option<String>>,
     /// Shared by the attempts of a job; the running coordinator holds it.
     pub savepoints: Arc<tokio::sync::Mutex<mpsc::Receiver<SavepointRequest>>>,
     pub next_id: u64,
@@ -103,10 +116,14 @@ impl Coordinator {
         })
     }
 
-    fn complete(&mut self, flight: InFlight) -> Option<PathBuf> {
+    #[allow(clippy::type_complexity)]
+    fn complete(
+        &mut self,
+        mut flight: InFlight,
+    ) -> Result<PathBuf, (String, Option<oneshot::Sender<Result<PathBuf, String>>>)> {
         let id = flight.barrier.id;
         let mut operators = BTreeMap::new();
-        for (name, mut subtasks) in flight.acks {
+        for (name, mut subtasks) in std::mem::take(&mut flight.acks) {
             subtasks.sort_by_key(|s| s.index);
             let parallelism = self.operators.get(&name).copied().unwrap_or(subtasks.len());
             operators.insert(
@@ -156,11 +173,41 @@ impl Coordinator {
                 tracing::warn!(checkpoint = id, "checkpoint failed: {e}")
             }
         }
-        let dir = result.as_ref().ok().cloned();
-        if let Some(reply) = flight.reply {
-            let _ = reply.send(result.map_err(|e| e.to_string()));
+        match result {
+            Ok(dir) => {
+                if let Some(reply) = flight.reply {
+                    let _ = reply.send(Ok(dir.clone()));
+                }
+                Ok(dir)
+            }
+            Err(e) => Err((format!("checkpoint {id}: {e}"), flight.reply)),
         }
-        dir
+    }
+
+    /// The job's last checkpoint failed: it is taken again while attempts
+    /// remain; after that the tasks are told, so the job fails with the
+    /// reason, and a stop with a savepoint gets it.
+    fn last_failed(
+        &mut self,
+        savepoint: bool,
+        reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
+        reason: String,
+        attempts: u32,
+    ) -> Option<LastRetry> {
+        if attempts < LAST_CHECKPOINT_ATTEMPTS {
+            tracing::warn!(
+                "the job's last checkpoint failed ({reason}); taking it again (attempt {} of {LAST_CHECKPOINT_ATTEMPTS})",
+                attempts + 1
+            );
+            return Some(LastRetry { savepoint, reply });
+        }
+        let reason =
+            format!("the job's last checkpoint failed {attempts} times; the last time: {reason}");
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(reason.clone()));
+        }
+        let _ = self.last_failed.send(Some(reason));
+        None
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
@@ -178,6 +225,8 @@ impl Coordinator {
         let mut last_done = false;
         let mut savepoints_open = true;
         let mut last_completed: Option<PathBuf> = None;
+        let mut last_attempts = 0u32;
+        let mut retry_last: Option<LastRetry> = None;
         loop {
             let all_finished = finished_sources >= sources;
             // A stop with a savepoint after the last checkpoint has begun: that
@@ -198,17 +247,45 @@ impl Coordinator {
                     }
                 }
             }
-            // The last checkpoint: once the sources are done, or to stop with a savepoint.
+            // The last checkpoint: once the sources are done, or to stop with
+            // a savepoint; again after it failed, until the attempts are used up.
             let stop_request = waiting_savepoints.iter().position(|r| r.stop);
-            if in_flight.is_none() && !last_done && (all_finished || stop_request.is_some()) {
-                let request = stop_request
-                    .map(|i| waiting_savepoints.remove(i))
-                    .or_else(|| waiting_savepoints.pop());
-                in_flight = self.trigger(request.is_some(), true);
-                if let Some(f) = &mut in_flight {
-                    f.reply = request.map(|r| r.reply);
-                }
+            if in_flight.is_none()
+                && !last_done
+                && (all_finished || stop_request.is_some() || retry_last.is_some())
+            {
+                let (savepoint, reply) = match retry_last.take() {
+                    Some(retry) => {
+                        // A pause that grows with each try: a task still busy
+                        // with the failed one could not take a barrier at once.
+                        let pause = self
+                            .config
+                            .interval
+                            .min(self.config.timeout)
+                            .min(std::time::Duration::from_secs(10));
+                        tokio::time::sleep(pause * last_attempts).await;
+                        (retry.savepoint, retry.reply)
+                    }
+                    None => {
+                        let request = stop_request
+                            .map(|i| waiting_savepoints.remove(i))
+                            .or_else(|| waiting_savepoints.pop());
+                        (request.is_some(), request.map(|r| r.reply))
+                    }
+                };
+                last_attempts += 1;
                 last_done = true;
+                match self.trigger(savepoint, true) {
+                    Some(mut f) => {
+                        f.reply = reply;
+                        in_flight = Some(f);
+                    }
+                    None => {
+                        let reason = "a source could not take the barrier".to_string();
+                        retry_last = self.last_failed(savepoint, reply, reason, last_attempts);
+                        last_done = retry_last.is_none();
+                    }
+                }
             }
             if !all_finished && !last_done && in_flight.is_none() && !waiting_savepoints.is_empty()
             {
@@ -234,8 +311,12 @@ impl Coordinator {
                     let f = in_flight.take().expect("in flight");
                     tracing::warn!(checkpoint = f.barrier.id, "checkpoint timed out after {:?}", self.config.timeout);
                     self.metrics.counter("checkpoints_failed").add(1);
-                    if let Some(reply) = f.reply {
-                        let _ = reply.send(Err("the savepoint timed out".into()));
+                    let reason = format!("checkpoint {} timed out after {:?}", f.barrier.id, self.config.timeout);
+                    if f.barrier.last {
+                        retry_last = self.last_failed(f.barrier.savepoint, f.reply, reason, last_attempts);
+                        last_done = retry_last.is_none();
+                    } else if let Some(reply) = f.reply {
+                        let _ = reply.send(Err(reason));
                     }
                 }
                 report = self.reports.recv() => {
@@ -247,7 +328,10 @@ impl Coordinator {
                                 let f = in_flight.take().expect("checked");
                                 tracing::warn!(checkpoint, "checkpoint declined: {reason}");
                                 self.metrics.counter("checkpoints_failed").add(1);
-                                if let Some(reply) = f.reply {
+                                if f.barrier.last {
+                                    retry_last = self.last_failed(f.barrier.savepoint, f.reply, reason, last_attempts);
+                                    last_done = retry_last.is_none();
+                                } else if let Some(reply) = f.reply {
                                     let _ = reply.send(Err(reason));
                                 }
                             }
@@ -259,10 +343,19 @@ impl Coordinator {
                                 f.received += 1;
                                 if f.received == expected {
                                     let f = in_flight.take().expect("in flight");
-                                    let last = f.barrier.last;
-                                    let dir = self.complete(f);
-                                    if last {
-                                        last_completed = dir;
+                                    let (last, savepoint) = (f.barrier.last, f.barrier.savepoint);
+                                    match self.complete(f) {
+                                        Ok(dir) if last => last_completed = Some(dir),
+                                        Ok(_) => {}
+                                        Err((reason, reply)) if last => {
+                                            retry_last = self.last_failed(savepoint, reply, reason, last_attempts);
+                                            last_done = retry_last.is_none();
+                                        }
+                                        Err((reason, reply)) => {
+                                            if let Some(reply) = reply {
+                                                let _ = reply.send(Err(reason));
+                                            }
+                                        }
                                     }
                                 }
                             }

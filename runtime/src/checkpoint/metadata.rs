@@ -38,6 +38,9 @@ pub struct SubtaskMetadata {
     pub operator_state: Option<StateFile>,
     /// Its keyed state, if it had any.
     pub keyed_state: Option<StoreFiles>,
+    /// Its watermark at the barrier: where event time resumes after a restore.
+    #[serde(default)]
+    pub watermark: Option<i64>,
 }
 
 /// A file and its size, relative to the checkpoint root.

@@ -15,14 +15,14 @@
 
 pub(crate) mod coordinator;
 pub mod metadata;
-pub(crate) mod restore;
+pub mod restore;
 pub mod storage;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use metadata::CheckpointMetadata;
-pub use restore::RestorePlan;
+pub use restore::{RestorePlan, Restored, SubtaskState};
 pub use storage::CheckpointStorage;
 
 /// How a job takes checkpoints.

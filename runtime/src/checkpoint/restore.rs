@@ -9,6 +9,89 @@ use super::storage::CheckpointStorage;
 use crate::error::RuntimeError;
 use crate::key_groups::KeyGroupRange;
 use crate::key_hash::KEY_HASH_VERSION;
+use crate::time::EventTime;
+
+/// What one subtask of an operator (or source) gets back from a checkpoint.
+///
+/// At the parallelism it was checkpointed at, a subtask gets its own old
+/// state. After a change of parallelism ([`Restored::rescaled`]) every new
+/// subtask gets every old subtask's state, with the key groups each owned, and
+/// takes its share: the key groups it now owns, or every `parallelism`-th
+/// position of a source.
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// The checkpoint restored.
+    pub checkpoint: u64,
+    /// The parallelism the operator had at the checkpoint.
+    pub old_parallelism: usize,
+    /// Whether the parallelism changed since.
+    pub rescaled: bool,
+    pub states: Vec<SubtaskState>,
+}
+
+/// One old subtask's part of a checkpoint.
+#[derive(Debug, Clone)]
+pub struct SubtaskState {
+    pub index: usize,
+    /// The key groups it owned.
+    pub key_groups: KeyGroupRange,
+    /// The event time it had reached (its watermark) at the barrier.
+    pub watermark: Option<EventTime>,
+    /// What its `snapshot_state` returned.
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl Restored {
+    /// What a subtask of a job at `parallelism` restores from `states`, the
+    /// states of old subtasks `0..states.len()` (all of them, a source or
+    /// operator driven by hand: tests, tools). With the same parallelism, pass
+    /// the subtask's own state alone.
+    pub fn from_states(max_parallelism: u32, parallelism: usize, states: Vec<Vec<u8>>) -> Self {
+        let old_parallelism = states.len();
+        Restored {
+            checkpoint: 0,
+            old_parallelism,
+            rescaled: old_parallelism != parallelism,
+            states: states
+                .into_iter()
+                .enumerate()
+                .map(|(index, bytes)| SubtaskState {
+                    index,
+                    key_groups: KeyGroupRange::for_subtask(
+                        max_parallelism,
+                        old_parallelism as u32,
+                        index as u32,
+                    ),
+                    watermark: None,
+                    bytes: Some(bytes),
+                })
+                .collect(),
+        }
+    }
+
+    /// The stored bytes of every state given, in old subtask order.
+    pub fn blobs(&self) -> impl Iterator<Item = &[u8]> {
+        self.states.iter().filter_map(|s| s.bytes.as_deref())
+    }
+
+    /// Whether nothing was stored for this operator.
+    pub fn is_empty(&self) -> bool {
+        self.states.iter().all(|s| s.bytes.is_none())
+    }
+
+    /// The watermark to resume at: the subtask's own; after a change of
+    /// parallelism the least of the old subtasks' (a new subtask may read
+    /// what any of them read, so it may not be ahead of any). `None` if some
+    /// old subtask had none.
+    pub fn watermark(&self) -> Option<EventTime> {
+        let mut min: Option<EventTime> = None;
+        for s in &self.states {
+            let w = s.watermark?;
+            min = Some(min.map_or(w, |m| m.min(w)));
+        }
+        min
+    }
+}
 
 /// A checkpoint to restore, checked complete.
 #[derive(Debug, Clone)]
@@ -42,23 +125,48 @@ impl RestorePlan {
         Ok(())
     }
 
-    /// The operator's own state for `subtask`: its old state at the same
-    /// parallelism, or the states of every old subtask after a change.
-    pub fn operator_states(
+    /// What `operator`'s subtask `subtask` of `parallelism` restores: its own
+    /// old state at the same parallelism, every old subtask's after a change.
+    pub fn restored(
         &self,
         operator: &str,
         subtask: usize,
         parallelism: usize,
-    ) -> Result<Vec<Vec<u8>>, RuntimeError> {
+    ) -> Result<Restored, RuntimeError> {
         let Some(op) = self.metadata.operators.get(operator) else {
-            return Ok(Vec::new());
+            return Ok(Restored {
+                checkpoint: self.metadata.id,
+                old_parallelism: parallelism,
+                rescaled: false,
+                states: Vec::new(),
+            });
         };
-        op.subtasks
+        let rescaled = op.parallelism != parallelism;
+        let states = op
+            .subtasks
             .iter()
-            .filter(|s| op.parallelism != parallelism || s.index == subtask)
-            .filter_map(|s| s.operator_state.as_ref())
-            .map(|f| self.storage.read(f))
-            .collect()
+            .filter(|s| rescaled || s.index == subtask)
+            .map(|s| {
+                Ok(SubtaskState {
+                    index: s.index,
+                    key_groups: KeyGroupRange {
+                        start: s.key_groups.0,
+                        end: s.key_groups.1,
+                    },
+                    watermark: s.watermark.map(EventTime),
+                    bytes: match &s.operator_state {
+                        Some(f) => Some(self.storage.read(f)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        Ok(Restored {
+            checkpoint: self.metadata.id,
+            old_parallelism: op.parallelism,
+            rescaled,
+            states,
+        })
     }
 
     /// The old parts of the operator's keyed state that hold key groups of `range`.

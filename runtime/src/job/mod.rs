@@ -278,11 +278,13 @@ impl Job {
             let storage = Arc::new(CheckpointStorage::new(&cp.dir)?);
             let (reports_tx, reports) = mpsc::unbounded_channel();
             let (completed_tx, completed_rx) = watch::channel(restored);
+            let (failed_tx, failed_rx) = watch::channel(None);
             completed = Some(completed_rx.clone());
             checkpoints = Some(CheckpointHandle {
                 reports: reports_tx,
                 storage: storage.clone(),
                 completed: completed_rx,
+                last_failed: failed_rx,
             });
             coordinator = Some(Coordinator {
                 config: cp.clone(),
@@ -298,6 +300,7 @@ impl Job {
                     .collect(),
                 max_parallelism: config.max_parallelism,
                 completed: completed_tx,
+                last_failed: failed_tx,
                 savepoints: self.savepoints.clone(),
                 metrics: self.metrics.operator("job"),
             });
@@ -358,17 +361,43 @@ impl Job {
 
 /// The checkpoint to start from: the one named, or the newest complete one
 /// in the checkpoint directory (older ones are tried when it is damaged).
+///
+/// A job started again with the same `--from-savepoint` resumes from its own
+/// newer checkpoint, when its checkpoint directory holds one completed after
+/// the savepoint: replaying from the savepoint would write again what those
+/// checkpoints committed.
 fn restore_plan(config: &JobConfig) -> Result<Option<RestorePlan>, JobError> {
-    let plan = if let Some(dir) = &config.restore_from {
-        Some(RestorePlan::load(dir)?)
-    } else if let Some(cp) = &config.checkpoint {
-        let storage = CheckpointStorage::new(&cp.dir)?;
-        storage.latest().map(|(dir, metadata)| RestorePlan {
-            storage: CheckpointStorage::of_checkpoint(&dir).expect("a checkpoint has a parent"),
-            metadata,
-        })
-    } else {
-        None
+    let latest = match &config.checkpoint {
+        Some(cp) => CheckpointStorage::new(&cp.dir)?
+            .latest()
+            .map(|(dir, metadata)| RestorePlan {
+                storage: CheckpointStorage::of_checkpoint(&dir).expect("a checkpoint has a parent"),
+                metadata,
+            }),
+        None => None,
+    };
+    let plan = match (&config.restore_from, latest) {
+        (Some(dir), latest) => {
+            let savepoint = RestorePlan::load(dir)?;
+            match latest {
+                Some(newer) if newer.metadata.completed_ms > savepoint.metadata.completed_ms => {
+                    tracing::warn!(
+                        checkpoint = newer.id(),
+                        "the checkpoint directory holds checkpoint {} ({}), completed after \
+                         the savepoint {}: resuming from it, not from the savepoint",
+                        newer.id(),
+                        newer
+                            .storage
+                            .checkpoint_dir(newer.id(), newer.metadata.savepoint)
+                            .display(),
+                        dir.display()
+                    );
+                    Some(newer)
+                }
+                _ => Some(savepoint),
+            }
+        }
+        (None, latest) => latest,
     };
     if let Some(plan) = &plan {
         plan.check(config.max_parallelism)?;
