@@ -31,9 +31,14 @@ fn job_with(dir: &Path, checkpoints: &Path) -> Command {
     cmd
 }
 
-/// Complete checkpoints (with metadata), oldest first.
+/// Complete checkpoints (with metadata) of the job's directory, oldest first.
 fn complete(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("checkpoints"))
+    complete_in(&dir.join("checkpoints"))
+}
+
+/// Complete checkpoints (with metadata) in `checkpoints`, oldest first.
+fn complete_in(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(checkpoints)
         .into_iter()
         .flatten()
         .flatten()
@@ -53,9 +58,15 @@ fn complete(dir: &Path) -> Vec<(u64, PathBuf)> {
 
 /// Runs the job until at least two checkpoints are complete, then kills it.
 fn run_until_two_checkpoints(dir: &Path) {
-    let mut child = job(dir).stderr(Stdio::null()).spawn().unwrap();
+    let child = job(dir).stderr(Stdio::null()).spawn().unwrap();
+    kill_after_checkpoints(child, &dir.join("checkpoints"), 2);
+}
+
+/// Waits until `checkpoints` holds `count` complete checkpoints, lets the
+/// newest commit its files, and kills the job.
+fn kill_after_checkpoints(mut child: std::process::Child, checkpoints: &Path, count: usize) {
     let started = Instant::now();
-    while complete(dir).len() < 2 {
+    while complete_in(checkpoints).len() < count {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no checkpoints"
@@ -66,7 +77,6 @@ fn run_until_two_checkpoints(dir: &Path) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Let the newest checkpoint commit its files before the kill.
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -178,39 +188,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Waits until `checkpoints` holds a complete checkpoint, lets it commit, and kills the job.
-fn kill_after_a_checkpoint(mut child: std::process::Child, checkpoints: &Path) {
-    let started = Instant::now();
-    loop {
-        let done = std::fs::read_dir(checkpoints)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("_metadata").exists());
-        if done {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended too soon"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 #[test]
 fn the_same_command_with_from_savepoint_resumes_from_the_newer_checkpoint() {
     let dir = setup();
     let dir = dir.path();
     // A first run leaves a checkpoint: the "savepoint" the next runs start from.
-    kill_after_a_checkpoint(
-        job(dir).stderr(Stdio::null()).spawn().unwrap(),
-        &dir.join("checkpoints"),
-    );
+    let child = job(dir).stderr(Stdio::null()).spawn().unwrap();
+    kill_after_checkpoints(child, &dir.join("checkpoints"), 1);
     let (_, savepoint) = complete(dir).last().unwrap().clone();
     let resumed = || {
         // Its own checkpoint directory: the command a user starts again.
@@ -218,10 +202,8 @@ fn the_same_command_with_from_savepoint_resumes_from_the_newer_checkpoint() {
         cmd.arg("--from-savepoint").arg(&savepoint);
         cmd
     };
-    kill_after_a_checkpoint(
-        resumed().stderr(Stdio::null()).spawn().unwrap(),
-        &dir.join("checkpoints-2"),
-    );
+    let child = resumed().stderr(Stdio::null()).spawn().unwrap();
+    kill_after_checkpoints(child, &dir.join("checkpoints-2"), 1);
     let output = resumed().stderr(Stdio::piped()).output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");

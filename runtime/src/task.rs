@@ -98,9 +98,8 @@ impl SourceTask {
         }
         self.chain.open().await?;
         let assigner = EventTimeAssigner::new(&self.event_time);
-        let mut emitted: Option<EventTime> = None;
+        // The source's context holds the watermark it has sent.
         if let Some(w) = watermarks.current() {
-            emitted = Some(w);
             self.ctx.current_watermark = Some(w);
             self.chain.watermark(Watermark::EventTime(w)).await?;
         }
@@ -151,9 +150,8 @@ impl SourceTask {
                         watermarks.observe(max);
                     }
                     if let Some(w) = watermarks.current()
-                        && emitted.is_none_or(|e| w > e)
+                        && self.ctx.current_watermark.is_none_or(|e| w > e)
                     {
-                        emitted = Some(w);
                         self.ctx.current_watermark = Some(w);
                         self.ctx.metrics.note_watermark(w.0);
                         self.chain.watermark(Watermark::EventTime(w)).await?;
@@ -204,9 +202,7 @@ impl SourceTask {
         }
         self.chain.end_of_input().await
     }
-}
 
-impl SourceTask {
     /// Waits until the job's last checkpoint (`id`, or a retry of it) is
     /// complete and lets the chain commit: only then may a task end. A failed
     /// last checkpoint is taken again with a new barrier, which this source

@@ -98,6 +98,18 @@ fn checkpoint_of(name: &str) -> Option<u64> {
     stem.rsplit_once("-c")?.1.parse().ok()
 }
 
+/// A file of this sink, from its name: whether it is unfinished (in progress
+/// or pending), and its final name after `part-`.
+fn output_file(name: &str) -> Option<(bool, &str)> {
+    if let Some(rest) = name.strip_prefix("_part-") {
+        let final_name = rest
+            .strip_suffix(".inprogress")
+            .or_else(|| rest.strip_suffix(".pending"))?;
+        return Some((true, final_name));
+    }
+    Some((false, name.strip_prefix("part-")?))
+}
+
 fn pending_path(dir: &Path, final_name: &str) -> PathBuf {
     dir.join(format!("_{final_name}.pending"))
 }
@@ -233,18 +245,8 @@ impl Operator for FileWriter {
         let this_run = format!("{:016x}", ctx.run_id);
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let (unfinished, rest) = match name.strip_prefix("_part-") {
-                Some(rest) => match rest
-                    .strip_suffix(".inprogress")
-                    .or_else(|| rest.strip_suffix(".pending"))
-                {
-                    Some(final_name) => (true, final_name),
-                    None => continue,
-                },
-                None => match name.strip_prefix("part-") {
-                    Some(rest) => (false, rest),
-                    None => continue,
-                },
+            let Some((unfinished, rest)) = output_file(&name) else {
+                continue;
             };
             let index: Option<usize> = rest.get(..4).and_then(|i| i.parse().ok());
             let ours = index == Some(ctx.subtask.index)

@@ -231,22 +231,13 @@ impl Source for Datagen {
     }
 
     async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
-        let states: Vec<&[u8]> = restored.blobs().collect();
-        let rescaled = || -> BoxError {
-            format!(
-                "datagen restores only at the parallelism it was checkpointed at: \
-                 {}; start the job with --parallelism {}",
-                restored.old_parallelism, restored.old_parallelism
-            )
-            .into()
-        };
-        let ([state], false) = (&states[..], restored.rescaled) else {
-            return Err(rescaled());
+        let Some(state) = restored.own_state("datagen")? else {
+            return Ok(());
         };
         let (step, next_block): (u64, u64) = postcard::from_bytes(state)
             .map_err(|e| format!("a stored datagen position does not decode: {e}"))?;
         if step != self.step {
-            return Err(rescaled());
+            return Err(format!("a stored datagen position is of parallelism {step}").into());
         }
         self.next_block = next_block;
         Ok(())

@@ -367,23 +367,14 @@ impl Source for OrdersGenerator {
     }
 
     async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
-        let states: Vec<&[u8]> = restored.blobs().collect();
-        let rescaled = || -> BoxError {
-            format!(
-                "the orders source restores only at the parallelism it was checkpointed at: \
-                 {}; start the job with --parallelism {}",
-                restored.old_parallelism, restored.old_parallelism
-            )
-            .into()
-        };
-        let ([state], false) = (&states[..], restored.rescaled) else {
-            return Err(rescaled());
+        let Some(state) = restored.own_state("the orders source")? else {
+            return Ok(());
         };
         let (step, next_order, sequence, pending): (u64, u64, u64, Vec<Pending>) =
             postcard::from_bytes(state)
                 .map_err(|e| format!("a stored orders position does not decode: {e}"))?;
         if step != self.step {
-            return Err(rescaled());
+            return Err(format!("a stored orders position is of parallelism {step}").into());
         }
         self.next_order = next_order;
         self.sequence = sequence;

@@ -10,6 +10,7 @@
 //! [`LATE_OUTPUT`] side output, counted in the `late_rows` counter.
 
 mod aggregate;
+mod fired;
 pub(crate) mod keys;
 mod output;
 mod session;

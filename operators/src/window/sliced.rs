@@ -28,6 +28,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::LATE_OUTPUT;
 use super::WindowShared;
 use super::aggregate::{Accumulators, AggregateInputs, StateRowCodec};
+use super::fired::{Fired, StoredRange};
 use super::keys::{BatchKeys, GroupKeys, KeyCodec};
 use super::output::ResultBuffer;
 use super::spec::Slicer;
@@ -55,13 +56,8 @@ pub(crate) struct SlicedWindowOperator {
     open: BTreeMap<i64, SliceTable>,
     /// Slices with partials in RocksDB.
     spilled: BTreeSet<i64>,
-    /// Every window ending at or before this has fired (it follows the
-    /// watermark, not only the windows that had rows).
-    fired_until: i64,
-    /// After a change of parallelism: key groups whose old subtask had fired
-    /// less than `fired_until`, with how far it had fired. Their windows up to
-    /// `fired_until` fire before anything else happens.
-    behind: Vec<(KeyGroupRange, i64)>,
+    /// How far windows have fired, by key-group range.
+    fired: Fired,
     /// Distinguishes the entries of successive spills of one slice and key.
     spill_sequence: u64,
     results: ResultBuffer,
@@ -79,8 +75,7 @@ impl SlicedWindowOperator {
             partials: None,
             open: BTreeMap::new(),
             spilled: BTreeSet::new(),
-            fired_until: i64::MIN,
-            behind: Vec::new(),
+            fired: Fired::new(),
             spill_sequence: 0,
             group_indices: Vec::new(),
         })
@@ -106,7 +101,7 @@ impl SlicedWindowOperator {
         self.slicer
             .windows_of_slice(slice)
             .first()
-            .is_some_and(|&end| end <= self.fired_until)
+            .is_some_and(|&end| end <= self.fired.until)
     }
 
     fn table(&mut self, slice: i64) -> Result<&mut SliceTable> {
@@ -213,7 +208,7 @@ impl SlicedWindowOperator {
         let mut due = BTreeSet::new();
         for &slice in self.open.keys().chain(self.spilled.iter()) {
             for end in self.slicer.windows_of_slice(slice) {
-                if end > self.fired_until && end <= up_to {
+                if end > self.fired.until && end <= up_to {
                     due.insert(end);
                 }
             }
@@ -271,7 +266,7 @@ impl SlicedWindowOperator {
                         }
                     }
                 }
-                self.fired_until = end;
+                self.fired.until = end;
                 if let Some(batch) = self.results.take(false)? {
                     out.collect(batch).await?;
                 }
@@ -282,7 +277,7 @@ impl SlicedWindowOperator {
         }
         // Every window ending by `up_to` is complete, with rows or without: the
         // subtasks of this operator agree on that, whatever keys each had.
-        self.fired_until = self.fired_until.max(up_to);
+        self.fired.until = self.fired.until.max(up_to);
         self.clean_up(ctx, watermark)?;
         Ok(())
     }
@@ -295,16 +290,16 @@ impl SlicedWindowOperator {
         ctx: &mut OperatorContext,
         out: &mut dyn Collector,
     ) -> Result<(), BoxError> {
-        if self.behind.is_empty() {
+        if self.fired.behind.is_empty() {
             return Ok(());
         }
-        let behind = std::mem::take(&mut self.behind);
+        let behind = std::mem::take(&mut self.fired.behind);
         let store = ctx.keyed_state()?;
         for (range, fired) in behind {
             let mut due = BTreeSet::new();
             for &slice in &self.spilled {
                 for end in self.slicer.windows_of_slice(slice) {
-                    if end > fired && end <= self.fired_until {
+                    if end > fired && end <= self.fired.until {
                         due.insert(end);
                     }
                 }
@@ -334,7 +329,7 @@ impl SlicedWindowOperator {
             .copied()
             .filter(|&s| {
                 let last = self.slicer.last_window_of_slice(s);
-                last <= self.fired_until
+                last <= self.fired.until
                     && last.saturating_sub(1).saturating_add(self.lateness()) <= watermark
             })
             .collect();
@@ -427,7 +422,7 @@ impl SlicedWindowOperator {
         self.spill(store, slice)?;
         let partials = self.partials.clone().expect("opened");
         for end in self.slicer.windows_of_slice(slice) {
-            let fired = end <= self.fired_until;
+            let fired = end <= self.fired.until;
             let within_lateness = end.saturating_sub(1).saturating_add(self.lateness()) > watermark;
             if !fired || !within_lateness {
                 continue;
@@ -460,27 +455,6 @@ impl SlicedWindowOperator {
         }
         Ok(())
     }
-}
-
-/// Runs of key groups fired less far than `fired_until`, with how far.
-fn ranges_behind(by_group: &BTreeMap<u32, i64>, fired_until: i64) -> Vec<(KeyGroupRange, i64)> {
-    let mut runs: Vec<(KeyGroupRange, i64)> = Vec::new();
-    for (&g, &until) in by_group {
-        if until >= fired_until {
-            continue;
-        }
-        match runs.last_mut() {
-            Some((r, u)) if r.end == g && *u == until => r.end = g + 1,
-            _ => runs.push((
-                KeyGroupRange {
-                    start: g,
-                    end: g + 1,
-                },
-                until,
-            )),
-        }
-    }
-    runs
 }
 
 /// The sort key of a stored partial: slice end, key, spill sequence.
@@ -593,13 +567,7 @@ impl Operator for SlicedWindowOperator {
     ) -> Result<Option<Vec<u8>>, BoxError> {
         let store = ctx.keyed_state()?;
         self.spill_all(store)?;
-        let mut fired: Vec<(u32, u32, i64)> = self
-            .behind
-            .iter()
-            .map(|(r, f)| (r.start, r.end, *f))
-            .collect();
-        let own = store.key_groups();
-        fired.push((own.start, own.end, self.fired_until));
+        let fired = self.fired.to_stored(store.key_groups());
         Ok(Some(postcard::to_stdvec(&(fired, self.spill_sequence))?))
     }
 
@@ -610,31 +578,14 @@ impl Operator for SlicedWindowOperator {
         restored: Restored,
         ctx: &mut OperatorContext,
     ) -> Result<(), BoxError> {
-        let own = ctx.subtask.key_groups;
-        // (key groups, fired until); a later entry overrides an earlier one.
-        let mut fired: Vec<(KeyGroupRange, i64)> = Vec::new();
+        let mut stored: Vec<StoredRange> = Vec::new();
         for state in restored.blobs() {
-            let (ranges, sequence): (Vec<(u32, u32, i64)>, u64) = postcard::from_bytes(state)
+            let (ranges, sequence): (Vec<StoredRange>, u64) = postcard::from_bytes(state)
                 .map_err(|e| format!("a window's stored state does not decode: {e}"))?;
-            for (start, end, until) in ranges {
-                let start = start.max(own.start);
-                let end = end.min(own.end);
-                if start < end {
-                    fired.push((KeyGroupRange { start, end }, until));
-                }
-            }
+            stored.extend(ranges);
             self.spill_sequence = self.spill_sequence.max(sequence);
         }
-        // Behind ranges are listed before the subtask's own range, which
-        // holds the rest: per key group, the first entry that holds it wins.
-        let mut by_group: BTreeMap<u32, i64> = BTreeMap::new();
-        for (range, until) in &fired {
-            for g in range.as_range() {
-                by_group.entry(g).or_insert(*until);
-            }
-        }
-        self.fired_until = by_group.values().copied().max().unwrap_or(i64::MIN);
-        self.behind = ranges_behind(&by_group, self.fired_until);
+        self.fired = Fired::restore(stored, ctx.subtask.key_groups);
         self.spill_sequence += 1;
         // Which slices have partials: one seek per slice and key group.
         let store = ctx.keyed_state()?;
@@ -664,32 +615,5 @@ impl Operator for SlicedWindowOperator {
         self.catch_up(ctx, out).await?;
         self.fire(watermark.0, ctx, out).await?;
         Ok(Some(watermark))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_groups_behind_the_furthest_firing_are_listed_as_runs() {
-        // Key groups 0..4 fired until 100, 4..6 until 80, 6..8 until 100, 8 until 60.
-        let mut by_group = BTreeMap::new();
-        for g in 0..9u32 {
-            let until = match g {
-                4 | 5 => 80,
-                8 => 60,
-                _ => 100,
-            };
-            by_group.insert(g, until);
-        }
-        assert_eq!(
-            ranges_behind(&by_group, 100),
-            vec![
-                (KeyGroupRange { start: 4, end: 6 }, 80),
-                (KeyGroupRange { start: 8, end: 9 }, 60)
-            ]
-        );
-        assert!(ranges_behind(&by_group, 60).is_empty());
     }
 }

@@ -17,10 +17,13 @@ use crate::key_hash::KEY_HASH_VERSION;
 /// How often the job's last checkpoint is tried before the job fails.
 const LAST_CHECKPOINT_ATTEMPTS: u32 = 3;
 
+/// Where the answer to a savepoint request goes.
+type Reply = oneshot::Sender<Result<PathBuf, String>>;
+
 /// The last checkpoint to take again after it failed.
 struct LastRetry {
     savepoint: bool,
-    reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
+    reply: Option<Reply>,
 }
 
 /// What a task tells the coordinator.
@@ -51,7 +54,7 @@ pub(crate) struct CheckpointHandle {
 
 /// A request for a savepoint, answered with its directory.
 pub(crate) struct SavepointRequest {
-    pub reply: oneshot::Sender<Result<PathBuf, String>>,
+    pub reply: Reply,
     /// Stop the job with it: it is the job's last checkpoint.
     pub stop: bool,
 }
@@ -61,7 +64,7 @@ struct InFlight {
     started: Instant,
     acks: BTreeMap<String, Vec<SubtaskMetadata>>,
     received: usize,
-    reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
+    reply: Option<Reply>,
 }
 
 pub(crate) struct Coordinator {
@@ -116,11 +119,9 @@ impl Coordinator {
         })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn complete(
-        &mut self,
-        mut flight: InFlight,
-    ) -> Result<PathBuf, (String, Option<oneshot::Sender<Result<PathBuf, String>>>)> {
+    /// Writes the checkpoint's metadata; on failure, gives back the reason
+    /// and the reply still to send.
+    fn complete(&mut self, mut flight: InFlight) -> Result<PathBuf, (String, Option<Reply>)> {
         let id = flight.barrier.id;
         let mut operators = BTreeMap::new();
         for (name, mut subtasks) in std::mem::take(&mut flight.acks) {
@@ -184,13 +185,31 @@ impl Coordinator {
         }
     }
 
+    /// Checkpoint `barrier` failed: a savepoint request gets the reason; the
+    /// job's last checkpoint is taken again (see [`Coordinator::last_failed`]).
+    fn failed(
+        &mut self,
+        barrier: Barrier,
+        reply: Option<Reply>,
+        reason: String,
+        attempts: u32,
+    ) -> Option<LastRetry> {
+        if barrier.last {
+            return self.last_failed(barrier.savepoint, reply, reason, attempts);
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(reason));
+        }
+        None
+    }
+
     /// The job's last checkpoint failed: it is taken again while attempts
     /// remain; after that the tasks are told, so the job fails with the
     /// reason, and a stop with a savepoint gets it.
     fn last_failed(
         &mut self,
         savepoint: bool,
-        reply: Option<oneshot::Sender<Result<PathBuf, String>>>,
+        reply: Option<Reply>,
         reason: String,
         attempts: u32,
     ) -> Option<LastRetry> {
@@ -222,6 +241,8 @@ impl Coordinator {
         let mut finished_sources = 0;
         let mut in_flight: Option<InFlight> = None;
         let mut waiting_savepoints: Vec<SavepointRequest> = Vec::new();
+        // Set once the last checkpoint has been triggered; `retry_last` holds
+        // it while it is to be taken again.
         let mut last_done = false;
         let mut savepoints_open = true;
         let mut last_completed: Option<PathBuf> = None;
@@ -231,7 +252,10 @@ impl Coordinator {
             let all_finished = finished_sources >= sources;
             // A stop with a savepoint after the last checkpoint has begun: that
             // checkpoint (complete, and the job's last) answers it.
-            if last_done && let Some(i) = waiting_savepoints.iter().position(|r| r.stop) {
+            if last_done
+                && retry_last.is_none()
+                && let Some(i) = waiting_savepoints.iter().position(|r| r.stop)
+            {
                 let request = waiting_savepoints.remove(i);
                 match (&mut in_flight, &last_completed) {
                     (Some(f), _) if f.barrier.last && f.reply.is_none() => {
@@ -251,8 +275,7 @@ impl Coordinator {
             // a savepoint; again after it failed, until the attempts are used up.
             let stop_request = waiting_savepoints.iter().position(|r| r.stop);
             if in_flight.is_none()
-                && !last_done
-                && (all_finished || stop_request.is_some() || retry_last.is_some())
+                && (retry_last.is_some() || !last_done && (all_finished || stop_request.is_some()))
             {
                 let (savepoint, reply) = match retry_last.take() {
                     Some(retry) => {
@@ -283,7 +306,6 @@ impl Coordinator {
                     None => {
                         let reason = "a source could not take the barrier".to_string();
                         retry_last = self.last_failed(savepoint, reply, reason, last_attempts);
-                        last_done = retry_last.is_none();
                     }
                 }
             }
@@ -312,12 +334,7 @@ impl Coordinator {
                     tracing::warn!(checkpoint = f.barrier.id, "checkpoint timed out after {:?}", self.config.timeout);
                     self.metrics.counter("checkpoints_failed").add(1);
                     let reason = format!("checkpoint {} timed out after {:?}", f.barrier.id, self.config.timeout);
-                    if f.barrier.last {
-                        retry_last = self.last_failed(f.barrier.savepoint, f.reply, reason, last_attempts);
-                        last_done = retry_last.is_none();
-                    } else if let Some(reply) = f.reply {
-                        let _ = reply.send(Err(reason));
-                    }
+                    retry_last = self.failed(f.barrier, f.reply, reason, last_attempts);
                 }
                 report = self.reports.recv() => {
                     let Some(report) = report else { break };
@@ -328,12 +345,7 @@ impl Coordinator {
                                 let f = in_flight.take().expect("checked");
                                 tracing::warn!(checkpoint, "checkpoint declined: {reason}");
                                 self.metrics.counter("checkpoints_failed").add(1);
-                                if f.barrier.last {
-                                    retry_last = self.last_failed(f.barrier.savepoint, f.reply, reason, last_attempts);
-                                    last_done = retry_last.is_none();
-                                } else if let Some(reply) = f.reply {
-                                    let _ = reply.send(Err(reason));
-                                }
+                                retry_last = self.failed(f.barrier, f.reply, reason, last_attempts);
                             }
                         }
                         TaskReport::Ack { checkpoint, operator, state } => {
@@ -343,18 +355,12 @@ impl Coordinator {
                                 f.received += 1;
                                 if f.received == expected {
                                     let f = in_flight.take().expect("in flight");
-                                    let (last, savepoint) = (f.barrier.last, f.barrier.savepoint);
+                                    let barrier = f.barrier;
                                     match self.complete(f) {
-                                        Ok(dir) if last => last_completed = Some(dir),
+                                        Ok(dir) if barrier.last => last_completed = Some(dir),
                                         Ok(_) => {}
-                                        Err((reason, reply)) if last => {
-                                            retry_last = self.last_failed(savepoint, reply, reason, last_attempts);
-                                            last_done = retry_last.is_none();
-                                        }
                                         Err((reason, reply)) => {
-                                            if let Some(reply) = reply {
-                                                let _ = reply.send(Err(reason));
-                                            }
+                                            retry_last = self.failed(barrier, reply, reason, last_attempts);
                                         }
                                     }
                                 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::metadata::{CheckpointMetadata, StoreFiles};
 use super::storage::CheckpointStorage;
-use crate::error::RuntimeError;
+use crate::error::{BoxError, RuntimeError};
 use crate::key_groups::KeyGroupRange;
 use crate::key_hash::KEY_HASH_VERSION;
 use crate::time::EventTime;
@@ -72,6 +72,23 @@ impl Restored {
     /// The stored bytes of every state given, in old subtask order.
     pub fn blobs(&self) -> impl Iterator<Item = &[u8]> {
         self.states.iter().filter_map(|s| s.bytes.as_deref())
+    }
+
+    /// The subtask's own stored state, for a source or operator that restores
+    /// only at the parallelism it was checkpointed at (`what` names it in the
+    /// error after a change); `None` if nothing was stored for it.
+    pub fn own_state(&self, what: &str) -> Result<Option<&[u8]>, BoxError> {
+        let states: Vec<&[u8]> = self.blobs().collect();
+        match (&states[..], self.rescaled) {
+            ([], false) => Ok(None),
+            ([state], false) => Ok(Some(state)),
+            _ => Err(format!(
+                "{what} restores only at the parallelism it was checkpointed at: {}; \
+                 start the job with --parallelism {}",
+                self.old_parallelism, self.old_parallelism
+            )
+            .into()),
+        }
     }
 
     /// Whether nothing was stored for this operator.
