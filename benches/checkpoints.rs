@@ -180,6 +180,7 @@ fn recovery(bytes: u64) {
                     key_groups: (0, KEY_GROUPS),
                     operator_state: None,
                     keyed_state: Some(files),
+                    watermark: None,
                 }],
             },
         )]),

@@ -6,4 +6,6 @@ scripts/setup.sh
 . scripts/env.sh
 # The tests must not build the dependencies with other features than the demo.
 scripts/check-features.sh
+# The benches are not run here, but they must build.
+cargo build --release --workspace --benches
 exec cargo test --release --workspace "$@"
