@@ -65,6 +65,17 @@ impl DataStream {
         Ok(self)
     }
 
+    /// Names the operator that produces this stream, as Flink's `uid`. The name
+    /// is the operator's id in checkpoints: a job restored from a savepoint
+    /// gives each operator the state stored under its name. Without one, an
+    /// operator is named by its kind and place (`filter`, `filter_2`, ..), so
+    /// adding an operator before it changes its name; name every stateful
+    /// operator of a job that will be changed and restored.
+    pub fn uid(self, name: &str) -> Result<DataStream> {
+        self.env.builder().graph.rename(self.node, name)?;
+        Ok(self)
+    }
+
     /// Keeps the rows for which `predicate` is true.
     pub fn filter(self, predicate: Expr) -> Result<DataStream> {
         let filter = Filter::try_new(&predicate, &self.schema)?;

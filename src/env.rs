@@ -94,6 +94,14 @@ impl StreamEnvironment {
         self
     }
 
+    /// Starts even if the restored checkpoint holds state of operators this
+    /// job no longer has; that state is dropped. Without it such a restore
+    /// fails, naming the operator.
+    pub fn allow_non_restored_state(self) -> Self {
+        self.builder().config.allow_non_restored_state = true;
+        self
+    }
+
     /// Names the job (in logs and metrics).
     pub fn with_name(self, name: &str) -> Self {
         self.builder().graph.name = name.to_string();

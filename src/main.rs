@@ -106,6 +106,10 @@ struct RunOptions {
     /// Starts from this savepoint (or checkpoint) directory.
     #[arg(long, global = true)]
     from_savepoint: Option<PathBuf>,
+    /// Starts even if the checkpoint holds state of operators the job no
+    /// longer has (a changed query); that state is dropped.
+    #[arg(long, global = true)]
+    allow_non_restored_state: bool,
     /// Where keyed state lives while the job runs (a temporary directory if not set).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
@@ -250,6 +254,7 @@ impl RunOptions {
                 )
             }),
             restore_from: self.from_savepoint.clone(),
+            allow_non_restored_state: self.allow_non_restored_state,
             state_dir: self.state_dir.clone(),
             restart: match self.restart_attempts {
                 0 => RestartStrategy::None,
@@ -324,7 +329,7 @@ async fn run_script(
     let job_name = job.graph.name.clone();
     let spec = JobSpec::of(&job.graph, &text, job.views.clone());
     let handle = headwater::runtime::start(job.graph, config)?;
-    let id = jobs.track(&handle, spec);
+    let id = jobs.track(&handle, spec, &job_name);
     let stop = handle.stop_token();
     let result = wait_for(handle).await;
     views.job_ended(&job_name);
@@ -392,9 +397,7 @@ async fn serve(
     }
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("stopping");
-    for info in jobs.list() {
-        jobs.stop(&info.name);
-    }
+    jobs.stop_all();
     // Give the jobs their final checkpoint.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while jobs.list().iter().any(|j| j.state == "running") && std::time::Instant::now() < deadline {

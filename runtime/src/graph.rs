@@ -183,6 +183,24 @@ impl JobGraph {
         Ok(())
     }
 
+    /// Renames a node. A node's name is its id in checkpoints: state is
+    /// restored to the node of the same name.
+    pub fn rename(&mut self, id: NodeId, name: impl Into<String>) -> Result<(), RuntimeError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(RuntimeError::InvalidGraph(
+                "an operator name is empty".into(),
+            ));
+        }
+        if self.nodes[id].name != name && self.has_node(&name) {
+            return Err(RuntimeError::InvalidGraph(format!(
+                "two operators are named `{name}`"
+            )));
+        }
+        self.nodes[id].name = name;
+        Ok(())
+    }
+
     /// Keeps a node in a task of its own even on a forward edge.
     pub fn disable_chaining(&mut self, id: NodeId) {
         self.nodes[id].chainable = false;

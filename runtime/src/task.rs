@@ -83,18 +83,21 @@ impl SourceTask {
                 .restored(&s.operator, s.index, s.parallelism)
                 .map_err(|e| at(e.into()))?;
             if restored.is_empty() {
+                // A source new to the job (or one that stored nothing) is
+                // not given an empty position: it reads from its beginning.
                 tracing::warn!(
                     source = %s.operator,
                     subtask = s.index,
                     checkpoint = plan.id(),
                     "the checkpoint holds no position for this source: it starts from its beginning"
                 );
+            } else {
+                // Event time resumes where it was, before any row flows.
+                if let Some(w) = restored.watermark() {
+                    watermarks.resume_at(w);
+                }
+                self.source.restore_state(restored).await.map_err(at)?;
             }
-            // Event time resumes where it was, before any row flows.
-            if let Some(w) = restored.watermark() {
-                watermarks.resume_at(w);
-            }
-            self.source.restore_state(restored).await.map_err(at)?;
         }
         self.chain.open().await?;
         let assigner = EventTimeAssigner::new(&self.event_time);

@@ -4,10 +4,13 @@
 //! `DROP MATERIALIZED VIEW`, `STOP JOB` and `DROP TABLE` undo them.
 //!
 //! With a data directory the catalog survives the server: the statements
-//! that hold are kept in `catalog.sql` (rewritten whole, then renamed), and
-//! each job checkpoints to `jobs/<name>/`. A server started over the
-//! directory runs the statements again, and each job resumes from its
-//! newest checkpoint.
+//! that hold are kept in `catalog.json` (rewritten whole, then renamed) with
+//! each job's name and instance number, and each job instance checkpoints to
+//! `jobs/<instance>/`. A server started over the directory runs the
+//! statements again under the same names, and each job resumes from its own
+//! newest checkpoint. A dropped job's instance is never reused, so a job
+//! created again under the same name starts afresh in a directory of its
+//! own, and what the old one still writes reaches no one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,12 +38,35 @@ pub struct ServeConfig {
 }
 
 /// A statement kept in the catalog: a table, or a running job's statement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Kept {
     /// The table's or the job's name.
     name: String,
     sql: String,
     is_table: bool,
+    /// A job's instance: its directory is `jobs/<instance>`, and it is known
+    /// to the server's registries as `<name>#<instance>`.
+    #[serde(default)]
+    instance: u64,
+}
+
+impl Kept {
+    /// The job instance's key in the registries, and its runtime name.
+    fn job(&self) -> String {
+        job_key(&self.name, self.instance)
+    }
+}
+
+fn job_key(name: &str, instance: u64) -> String {
+    format!("{name}#{instance}")
+}
+
+/// What `catalog.json` holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CatalogFile {
+    /// The instance number of the next job (never reused).
+    next_instance: u64,
+    statements: Vec<Kept>,
 }
 
 /// Tables and jobs declared by clients.
@@ -50,6 +76,8 @@ pub struct Catalog {
     jobs: Arc<Jobs>,
     /// Statements that hold, in the order they came; one change at a time.
     kept: tokio::sync::Mutex<Vec<Kept>>,
+    /// The instance number of the next job.
+    next_instance: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -59,15 +87,41 @@ impl Catalog {
             views,
             jobs,
             kept: Default::default(),
+            next_instance: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
     fn catalog_file(&self) -> PathBuf {
-        self.config.data_dir.join("catalog.sql")
+        self.config.data_dir.join("catalog.json")
     }
 
-    fn job_dir(&self, name: &str) -> PathBuf {
-        self.config.data_dir.join("jobs").join(name)
+    /// A job instance's checkpoints: named by its number, never by a name a
+    /// client chose.
+    fn job_dir(&self, instance: u64) -> PathBuf {
+        self.config.data_dir.join("jobs").join(instance.to_string())
+    }
+
+    /// A new job instance's number: above every kept one and every directory
+    /// under `jobs/` (a dropped job's may still be there).
+    fn new_instance(&self, kept: &[Kept]) -> u64 {
+        use std::sync::atomic::Ordering;
+        let on_disk = std::fs::read_dir(self.config.data_dir.join("jobs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let floor = kept
+            .iter()
+            .map(|k| k.instance)
+            .max()
+            .unwrap_or(0)
+            .max(on_disk)
+            + 1;
+        let next = self.next_instance.load(Ordering::SeqCst).max(floor);
+        self.next_instance.store(next + 1, Ordering::SeqCst);
+        next
     }
 
     /// Runs the statements kept in the data directory again: tables are
@@ -85,27 +139,33 @@ impl Catalog {
                 ));
             }
         };
-        let statements = super::engine::split_statements(&text);
-        for statement in &statements {
-            self.run(statement, true).await.map_err(|e| {
+        let file: CatalogFile = serde_json::from_str(&text).map_err(|e| {
+            StatementError::new("58030", format!("{} is damaged: {e}", path.display()))
+        })?;
+        self.next_instance
+            .store(file.next_instance, std::sync::atomic::Ordering::SeqCst);
+        for kept in &file.statements {
+            self.run(&kept.sql, Some(kept)).await.map_err(|e| {
                 StatementError::new(
                     e.code,
                     format!("{}: a kept statement fails: {}", path.display(), e.message),
                 )
             })?;
         }
-        Ok(statements.len())
+        Ok(file.statements.len())
     }
 
     /// Runs `statement` if it changes the catalog; `None` if it is a query.
     pub async fn execute(&self, statement: &str) -> Result<Option<Outcome>, StatementError> {
-        self.run(statement, false).await
+        self.run(statement, None).await
     }
 
+    /// Runs `statement`; `restoring` is its kept entry when the server runs
+    /// its catalog again (the job keeps its name and instance).
     async fn run(
         &self,
         statement: &str,
-        restoring: bool,
+        restoring: Option<&Kept>,
     ) -> Result<Option<Outcome>, StatementError> {
         let lead2 = lead(statement, 2);
         let lead3 = lead(statement, 3);
@@ -130,35 +190,40 @@ impl Catalog {
                 name,
                 sql: statement.trim().to_string(),
                 is_table: true,
+                instance: 0,
             });
             "CREATE TABLE"
         } else if lead3 == "CREATE MATERIALIZED VIEW" || lead2 == "INSERT INTO" {
             let is_view = lead2 == "CREATE MATERIALIZED";
             let name = object_name(statement)?;
-            let job = if is_view {
-                if self.views.describe(&name).is_some() {
-                    return Err(StatementError::new(
-                        "42P07",
-                        format!("view `{name}` already exists"),
-                    ));
-                }
-                name.clone()
-            } else {
-                // One job per INSERT: named after its table, numbered.
-                let n = (1..)
-                    .find(|n| {
-                        let candidate = format!("insert_{name}_{n}");
-                        !kept.iter().any(|k| k.name == candidate)
-                    })
-                    .unwrap_or(1);
-                format!("insert_{name}_{n}")
+            if is_view && self.views.describe(&name).is_some() {
+                return Err(StatementError::new(
+                    "42P07",
+                    format!("view `{name}` already exists"),
+                ));
+            }
+            let entry = match restoring {
+                Some(k) => k.clone(),
+                None => Kept {
+                    name: if is_view {
+                        name.clone()
+                    } else {
+                        // One job per INSERT: named after its table, numbered.
+                        let n = (1..)
+                            .find(|n| {
+                                let candidate = format!("insert_{name}_{n}");
+                                !kept.iter().any(|k| k.name == candidate)
+                            })
+                            .unwrap_or(1);
+                        format!("insert_{name}_{n}")
+                    },
+                    sql: statement.trim().to_string(),
+                    is_table: false,
+                    instance: self.new_instance(&kept),
+                },
             };
-            self.start(&kept, statement, &job, restoring).await?;
-            kept.push(Kept {
-                name: job,
-                sql: statement.trim().to_string(),
-                is_table: false,
-            });
+            self.start(&kept, &entry, restoring.is_some()).await?;
+            kept.push(entry);
             if is_view {
                 "CREATE MATERIALIZED VIEW"
             } else {
@@ -170,10 +235,10 @@ impl Catalog {
             let position = kept.iter().position(|k| !k.is_table && k.name == name);
             match position {
                 Some(i) => {
-                    kept.remove(i);
-                    self.jobs.stop(&name);
-                    self.views.remove_job(&name);
-                    self.discard_when_ended(&name);
+                    let job = kept.remove(i);
+                    self.jobs.stop(&job.job());
+                    self.views.remove_job(&job.job());
+                    self.discard_when_ended(&job);
                 }
                 None if if_exists => {}
                 None => {
@@ -219,7 +284,7 @@ impl Catalog {
         } else {
             return Ok(None);
         };
-        if !restoring {
+        if restoring.is_none() {
             self.save(&kept)?;
         }
         Ok(Some(Outcome::Done {
@@ -251,29 +316,33 @@ impl Catalog {
         })
     }
 
-    /// Plans and starts the job of `statement`.
+    /// Plans and starts the job of a kept statement.
     async fn start(
         &self,
         kept: &[Kept],
-        statement: &str,
-        job: &str,
+        entry: &Kept,
         restoring: bool,
     ) -> Result<(), StatementError> {
-        let planned = self.plan(kept, statement, job, &self.views).await?;
-        let dir = self.job_dir(job);
+        let job = entry.job();
+        let planned = self.plan(kept, &entry.sql, &job, &self.views).await?;
+        let dir = self.job_dir(entry.instance);
         if !restoring {
-            // A new job never resumes from an old one's checkpoints.
+            // A new instance never resumes from checkpoints it did not write.
             let _ = std::fs::remove_dir_all(&dir);
         }
         let mut config = self.config.job.clone();
         config.checkpoint = Some(CheckpointConfig::new(&dir, self.config.checkpoint_interval));
-        let spec = JobSpec::of(&planned.graph, statement, planned.views.clone());
-        let handle = headwater_runtime::start(planned.graph, config).map_err(|e| {
-            self.views.remove_job(job);
-            StatementError::new("XX000", format!("job `{job}` cannot start: {e}"))
+        let spec = JobSpec::of(&planned.graph, &entry.sql, planned.views.clone());
+        // Planned under its instance's key (which its view sinks publish
+        // under); it runs, logs and counts under its name.
+        let mut graph = planned.graph;
+        graph.name = entry.name.clone();
+        let handle = headwater_runtime::start(graph, config).map_err(|e| {
+            self.views.remove_job(&job);
+            StatementError::new("XX000", format!("job `{}` cannot start: {e}", entry.name))
         })?;
-        let id = self.jobs.track(&handle, spec);
-        let (jobs, views, name) = (self.jobs.clone(), self.views.clone(), job.to_string());
+        let id = self.jobs.track(&handle, spec, &job);
+        let (jobs, views) = (self.jobs.clone(), self.views.clone());
         tokio::spawn(async move {
             let state = match handle.wait().await {
                 Ok(result) if result.stopped => JobState::Stopped,
@@ -282,19 +351,19 @@ impl Catalog {
                 Err(e) => JobState::Failed(e.to_string()),
             };
             if let JobState::Failed(e) = &state {
-                tracing::error!("job failed: {e}");
+                tracing::error!(job = %job, "job failed: {e}");
             }
             jobs.ended(id, state);
-            views.job_ended(&name);
+            views.job_ended(&job);
         });
         Ok(())
     }
 
-    /// Removes a dropped job's checkpoints once it has stopped.
-    fn discard_when_ended(&self, name: &str) {
-        let (jobs, name, dir) = (self.jobs.clone(), name.to_string(), self.job_dir(name));
+    /// Removes a dropped job instance's checkpoints once it has stopped.
+    fn discard_when_ended(&self, entry: &Kept) {
+        let (jobs, job, dir) = (self.jobs.clone(), entry.job(), self.job_dir(entry.instance));
         tokio::spawn(async move {
-            while jobs.is_running(&name) {
+            while jobs.is_running(&job) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let _ = std::fs::remove_dir_all(dir);
@@ -304,14 +373,12 @@ impl Catalog {
     /// Writes the statements that hold: to a temporary file, then renamed.
     fn save(&self, kept: &[Kept]) -> Result<(), StatementError> {
         let path = self.catalog_file();
-        let temporary = path.with_extension("sql.tmp");
-        let mut text = String::from(
-            "-- Kept by `headwater serve`: run again when it starts over this directory.\n",
-        );
-        for k in kept {
-            text.push_str(&k.sql);
-            text.push_str(";\n");
-        }
+        let temporary = path.with_extension("json.tmp");
+        let file = CatalogFile {
+            next_instance: self.next_instance.load(std::sync::atomic::Ordering::SeqCst),
+            statements: kept.to_vec(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("a catalog serializes");
         let written = std::fs::create_dir_all(&self.config.data_dir)
             .and_then(|_| {
                 use std::io::Write;

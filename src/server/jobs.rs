@@ -68,6 +68,8 @@ impl JobState {
 struct Entry {
     id: u64,
     name: String,
+    /// Unique to this instance of the job (a name can be used again).
+    key: String,
     spec: JobSpec,
     started: SystemTime,
     state: JobState,
@@ -108,13 +110,15 @@ impl Jobs {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts tracking a running job; returns its id.
-    pub fn track(&self, handle: &JobHandle, spec: JobSpec) -> u64 {
+    /// Starts tracking a running job known as `key` (unique to this instance
+    /// of the job, unlike its name); returns its id.
+    pub fn track(&self, handle: &JobHandle, spec: JobSpec, key: &str) -> u64 {
         let mut entries = self.lock();
         let id = entries.last().map_or(1, |e| e.id + 1);
         entries.push(Entry {
             id,
             name: handle.name().to_string(),
+            key: key.to_string(),
             spec,
             started: SystemTime::now(),
             state: JobState::Running,
@@ -131,23 +135,30 @@ impl Jobs {
         }
     }
 
-    /// Stops the running job called `name` gracefully; `false` if there is none.
-    pub fn stop(&self, name: &str) -> bool {
+    /// Stops the running job `key` gracefully; `false` if there is none.
+    pub fn stop(&self, key: &str) -> bool {
         let entries = self.lock();
         let running = entries
             .iter()
-            .find(|e| e.name == name && e.state == JobState::Running);
+            .find(|e| e.key == key && e.state == JobState::Running);
         if let Some(e) = running {
             e.stop.cancel();
         }
         running.is_some()
     }
 
-    /// Whether a running job has this name.
-    pub fn is_running(&self, name: &str) -> bool {
+    /// Whether job `key` is running.
+    pub fn is_running(&self, key: &str) -> bool {
         self.lock()
             .iter()
-            .any(|e| e.name == name && e.state == JobState::Running)
+            .any(|e| e.key == key && e.state == JobState::Running)
+    }
+
+    /// Stops every running job gracefully.
+    pub fn stop_all(&self) {
+        for e in self.lock().iter().filter(|e| e.state == JobState::Running) {
+            e.stop.cancel();
+        }
     }
 
     /// Every job, oldest first.

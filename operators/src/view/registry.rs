@@ -144,13 +144,14 @@ impl ViewRegistry {
     pub fn publish(
         &self,
         name: &str,
+        job: &str,
         subtask: usize,
         key_groups: KeyGroupRange,
         checkpoint: u64,
         snapshot: StoreSnapshot,
     ) {
         let mut views = self.lock();
-        let Some(view) = views.get_mut(name) else {
+        let Some(view) = views.get_mut(name).filter(|v| v.job == job) else {
             return;
         };
         if subtask >= view.subtasks.len() {

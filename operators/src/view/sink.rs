@@ -54,6 +54,9 @@ impl ViewCodec {
 #[derive(Clone)]
 pub struct ViewSink {
     pub name: String,
+    /// The job that keeps the view: only its copies are published, never a
+    /// stopped job's under a view of the same name declared since.
+    pub job: String,
     /// The view's columns (without `_change` and event time).
     pub schema: SchemaRef,
     pub key: Vec<usize>,
@@ -161,6 +164,7 @@ impl ViewWriter {
         if let Some((id, snapshot)) = done.into_iter().next_back() {
             self.view.registry.publish(
                 &self.view.name,
+                &self.view.job,
                 ctx.subtask.index,
                 ctx.subtask.key_groups,
                 id,

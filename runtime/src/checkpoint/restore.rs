@@ -142,6 +142,59 @@ impl RestorePlan {
         Ok(())
     }
 
+    /// Matches the checkpoint's operators to the job's by name (their stable
+    /// ids). State of an operator the job no longer has is refused, naming it,
+    /// unless `allow_dropped`; an operator with no state here starts empty.
+    pub fn match_operators(
+        &self,
+        graph: &crate::JobGraph,
+        allow_dropped: bool,
+    ) -> Result<(), RuntimeError> {
+        let has_state = |o: &super::metadata::OperatorMetadata| {
+            o.subtasks
+                .iter()
+                .any(|s| s.operator_state.is_some() || s.keyed_state.is_some())
+        };
+        let dropped: Vec<&str> = self
+            .metadata
+            .operators
+            .iter()
+            .filter(|(name, o)| !graph.has_node(name) && has_state(o))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !dropped.is_empty() {
+            let list = dropped
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !allow_dropped {
+                return Err(RuntimeError::Checkpoint(format!(
+                    "checkpoint {} holds state of {list}, which this job no longer has; \
+                     an operator keeps its state under the same id (a SQL operator's id comes \
+                     from its statement's target table or view and its place in the statement). \
+                     Restore with --allow-non-restored-state to drop that state",
+                    self.metadata.id
+                )));
+            }
+            tracing::warn!(
+                checkpoint = self.metadata.id,
+                "dropping the state of {list}: the job no longer has them (--allow-non-restored-state)"
+            );
+        }
+        for node in graph.nodes() {
+            if !self.metadata.operators.contains_key(&node.name) {
+                tracing::warn!(
+                    checkpoint = self.metadata.id,
+                    "`{}` has no state in checkpoint {}: it starts from its beginning",
+                    node.name,
+                    self.metadata.id
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// What `operator`'s subtask `subtask` of `parallelism` restores: its own
     /// old state at the same parallelism, every old subtask's after a change.
     pub fn restored(

@@ -382,15 +382,59 @@ fn walk_all(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// An operator name as a directory name.
+/// An operator name as one directory name, one-to-one: letters, digits and
+/// `-` stay, `_` doubles, and any other character becomes `_` and its code in
+/// hex (`insert:out/window` is `insert_3a_out_2f_window`). Two operators never
+/// share a directory, and no name reaches outside it.
 pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() || c == '-' => out.push(c),
+            '_' => out.push_str("__"),
+            c => out.push_str(&format!("_{:x}_", c as u32)),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("_empty_");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn operator_names_map_to_distinct_plain_directory_names() {
+        let names = [
+            "insert:out/window",
+            "insert_3a_out_2f_window",
+            "insert_out_window",
+            "a_b",
+            "a__b",
+            "a/b",
+            "..",
+            "",
+            "_empty_",
+            "vue_é",
+        ];
+        let dirs: Vec<String> = names.iter().map(|n| sanitize(n)).collect();
+        for (i, d) in dirs.iter().enumerate() {
+            assert!(
+                d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{d}"
+            );
+            for (j, other) in dirs.iter().enumerate() {
+                assert!(
+                    i == j || d != other,
+                    "`{}` and `{}` share {d}",
+                    names[i],
+                    names[j]
+                );
             }
-        })
-        .collect()
+        }
+        assert_eq!(sanitize("insert:out/window"), "insert_3a_out_2f_window");
+    }
 }

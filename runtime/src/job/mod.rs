@@ -154,6 +154,9 @@ pub fn start(graph: JobGraph, config: JobConfig) -> Result<JobHandle, JobError> 
         config,
     });
     let initial = restore_plan(&job.config)?;
+    if let Some(plan) = &initial {
+        plan.match_operators(&job.graph, job.config.allow_non_restored_state)?;
+    }
     let first = job.launch(initial.clone())?;
     let handle = JobHandle {
         name: job.graph.name.clone(),

@@ -1,8 +1,10 @@
 //! The state backend: one memory budget for every RocksDB instance of a process.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::checkpoint::RestorePlan;
+use crate::checkpoint::storage::sanitize;
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
 
@@ -42,6 +44,20 @@ pub struct StateBackend {
     config: StateConfig,
     cache: Cache,
     write_buffers: WriteBufferManager,
+    /// Set when the directory is temporary: removed once the backend and every
+    /// store and snapshot opened from it are gone.
+    temporary: Option<Arc<TemporaryDir>>,
+}
+
+/// A directory removed when dropped. Stores and view snapshots hold it, so a
+/// view of a finished job stays readable for as long as it is served.
+#[derive(Debug)]
+pub struct TemporaryDir(PathBuf);
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl std::fmt::Debug for StateBackend {
@@ -74,7 +90,15 @@ impl StateBackend {
             config,
             cache,
             write_buffers,
+            temporary: None,
         })
+    }
+
+    /// Removes the directory once this backend, and every store and snapshot
+    /// opened from it, are dropped.
+    pub fn removed_when_dropped(mut self) -> Self {
+        self.temporary = Some(Arc::new(TemporaryDir(self.config.dir.clone())));
+        self
     }
 
     pub fn config(&self) -> &StateConfig {
@@ -146,14 +170,17 @@ impl StateBackend {
         path: PathBuf,
         key_groups: KeyGroupRange,
     ) -> Result<KeyedStateStore, StateError> {
-        let ttl_states = std::sync::Arc::new(TtlStates::default());
-        KeyedStateStore::open(path, &self.options(&ttl_states), ttl_states, key_groups)
+        let ttl_states = Arc::new(TtlStates::default());
+        Ok(
+            KeyedStateStore::open(path, &self.options(&ttl_states), ttl_states, key_groups)?
+                .keep_directory(self.temporary.clone()),
+        )
     }
 
     /// The options of every store: the shared block cache (index and filter
     /// blocks included) and write-buffer budget, bloom filters, LZ4, and a
     /// compaction filter that drops expired values of the store's TTL states.
-    fn options(&self, ttl_states: &std::sync::Arc<TtlStates>) -> Options {
+    fn options(&self, ttl_states: &Arc<TtlStates>) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         table.set_cache_index_and_filter_blocks(true);
@@ -173,8 +200,9 @@ impl StateBackend {
     }
 }
 
-/// A job's state backend, opened when the first operator asks for state, and
-/// its temporary directory removed when the job ends.
+/// A job's state backend, opened when the first operator asks for state. A
+/// temporary directory is removed when the job and the last reader of its
+/// views are done with it.
 #[derive(Debug)]
 pub struct JobState {
     config: StateConfig,
@@ -206,7 +234,10 @@ impl JobState {
         Ok(match self.backend.get() {
             Some(b) => b,
             None => {
-                let b = StateBackend::new(self.config.clone())?;
+                let mut b = StateBackend::new(self.config.clone())?;
+                if self.temporary {
+                    b = b.removed_when_dropped();
+                }
                 self.backend.get_or_init(|| b)
             }
         })
@@ -236,14 +267,6 @@ impl JobState {
     }
 }
 
-impl Drop for JobState {
-    fn drop(&mut self) {
-        if self.temporary && self.backend.get().is_some() {
-            let _ = std::fs::remove_dir_all(&self.config.dir);
-        }
-    }
-}
-
 /// Removes the temporary state directories of processes that are gone (a
 /// killed process cannot remove its own).
 fn remove_abandoned_temporary_dirs() {
@@ -264,16 +287,4 @@ fn remove_abandoned_temporary_dirs() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

@@ -17,6 +17,9 @@ use crate::key_groups::KeyGroup;
 pub struct StoreSnapshot {
     db: DB,
     dir: PathBuf,
+    /// The job's temporary state directory, which holds `dir`: kept until
+    /// the last reader lets go, even after the job has ended.
+    _directory: Option<std::sync::Arc<super::backend::TemporaryDir>>,
 }
 
 impl std::fmt::Debug for StoreSnapshot {
@@ -47,6 +50,7 @@ impl StoreSnapshot {
         Ok(StoreSnapshot {
             db,
             dir: dir.to_path_buf(),
+            _directory: store.directory(),
         })
     }
 

@@ -10,6 +10,7 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 
+use super::backend::TemporaryDir;
 use super::error::StateError;
 use super::layout::{key_group_start, state_id};
 use super::ttl::TtlStates;
@@ -25,6 +26,8 @@ pub struct KeyedStateStore {
     sequence: AtomicU64,
     instance: String,
     ttl_states: Arc<TtlStates>,
+    /// The temporary directory the store lives in, kept while it is open.
+    directory: Option<Arc<TemporaryDir>>,
 }
 
 impl std::fmt::Debug for KeyedStateStore {
@@ -60,6 +63,18 @@ impl StateWriteBatch {
 impl KeyedStateStore {
     /// Opens the store at `path`. `options` apply to the database and to its
     /// one column family; its compaction filter consults `ttl_states`.
+    /// Keeps `directory` (the job's temporary state directory) while this
+    /// store, or a snapshot of it, is open.
+    pub(crate) fn keep_directory(mut self, directory: Option<Arc<TemporaryDir>>) -> Self {
+        self.directory = directory;
+        self
+    }
+
+    /// The temporary directory this store keeps, for its snapshots to keep.
+    pub(crate) fn directory(&self) -> Option<Arc<TemporaryDir>> {
+        self.directory.clone()
+    }
+
     pub(crate) fn open(
         path: PathBuf,
         options: &Options,
@@ -105,6 +120,7 @@ impl KeyedStateStore {
             write_options,
             sequence,
             ttl_states,
+            directory: None,
         })
     }
 

@@ -32,6 +32,10 @@ pub struct Dataflow {
     pub sources: std::collections::HashMap<String, Stream>,
     /// How long keyed state of deduplication is kept (`SET 'table.exec.state.ttl'`).
     pub state_ttl: Option<std::time::Duration>,
+    /// The statement being planned: its operators are named `scope/kind`.
+    scope: String,
+    /// Every statement's scope so far.
+    scopes: std::collections::HashSet<String>,
 }
 
 impl Dataflow {
@@ -41,7 +45,32 @@ impl Dataflow {
             parallelism: parallelism.max(1),
             sources: Default::default(),
             state_ttl: None,
+            scope: String::new(),
+            scopes: Default::default(),
         }
+    }
+
+    /// Starts planning a statement whose operators get ids under `scope`:
+    /// `insert:<table>`, `view:<name>` or `print:<hash of the query>`, with
+    /// `#2`, `#3`, ... for a second statement of the same scope. Operator ids
+    /// are what a restore matches state by, so they come from what a statement
+    /// is, never from how many statements came before it.
+    pub fn begin_statement(&mut self, scope: &str) {
+        let scope = if self.scopes.contains(scope) {
+            (2..)
+                .map(|i| format!("{scope}#{i}"))
+                .find(|s| !self.scopes.contains(s))
+                .expect("an unused scope")
+        } else {
+            scope.to_string()
+        };
+        self.scopes.insert(scope.clone());
+        self.scope = scope;
+    }
+
+    /// The id of the statement's next operator of kind `base`.
+    fn operator_name(&self, base: &str) -> String {
+        self.unique_name(&format!("{}/{base}", self.scope))
     }
 
     fn unique_name(&self, base: &str) -> String {
@@ -76,7 +105,7 @@ impl Dataflow {
                 letters,
                 Some(DEAD_LETTER_OUTPUT),
                 &FileSink::json(dir),
-                &format!("{name}_dead_letters"),
+                &format!("{name}/dead_letters"),
             )?;
         }
         Ok(Stream {
@@ -107,7 +136,11 @@ impl Dataflow {
         parallelism: Option<usize>,
         factory: OperatorFactory,
     ) -> Result<Stream, String> {
-        let name = self.unique_name(name);
+        let name = if name.contains('/') {
+            self.unique_name(name)
+        } else {
+            self.operator_name(name)
+        };
         let upstream = self.graph.node(input.node).parallelism;
         let parallelism = parallelism.unwrap_or(match input.partitioning {
             Partitioning::Forward => upstream,
@@ -216,6 +249,7 @@ impl Dataflow {
             .collect::<Result<Vec<_>, _>>()?;
         let sink = ViewSink {
             name: name.to_string(),
+            job: self.graph.name.clone(),
             schema: schema.clone(),
             key: key_indices.clone(),
             registry: registry.clone(),
@@ -228,11 +262,10 @@ impl Dataflow {
             input.partitioning = Partitioning::Hash(key.to_vec());
             None
         };
-        let node_name = self.unique_name(&format!("view_{name}"));
         let out_schema = input.schema.clone();
         let stream = self.then(
             input,
-            &node_name,
+            "view",
             out_schema,
             parallelism,
             Arc::new(move |_| Ok(sink.operator()?)),
@@ -250,9 +283,9 @@ impl Dataflow {
         Ok(())
     }
 
-    /// Writes `input` to a sink.
-    pub fn sink(&mut self, input: Stream, spec: &dyn SinkSpec, name: &str) -> Result<(), String> {
-        self.sink_from(input, None, spec, name)
+    /// Writes the statement's `input` to a sink.
+    pub fn sink(&mut self, input: Stream, spec: &dyn SinkSpec) -> Result<(), String> {
+        self.sink_from(input, None, spec, "sink")
     }
 
     fn sink_from(

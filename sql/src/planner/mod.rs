@@ -262,6 +262,12 @@ async fn pipeline(
 ) -> Result<(), SqlError> {
     refuse_unbounded_constructs(statement)?;
     let parsed = parse(statement)?;
+    // A bare query is known by its text, as the parser prints it back
+    // (spacing, comments and case of keywords do not change it).
+    let print_scope = format!(
+        "print:{:08x}",
+        xxhash_rust::xxh3::xxh3_64(parsed.to_string().as_bytes()) as u32
+    );
     let plan = logical_plan(ctx, parsed, statement.start).await?;
     let at = statement.start;
     match &plan {
@@ -282,6 +288,7 @@ async fn pipeline(
                 ));
             };
             let sink = connectors::sink(&table.def)?;
+            dataflow.begin_statement(&format!("insert:{}", table.def.name));
             let query::QueryStream {
                 stream, updating, ..
             } = query::plan_query(dataflow, input, at)?;
@@ -298,14 +305,15 @@ async fn pipeline(
                 ));
             }
             dataflow
-                .sink(stream, sink.as_ref(), &table.def.name)
+                .sink(stream, sink.as_ref())
                 .map_err(|e| SqlError::plan(at, e))
         }
         LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
         query_plan => {
+            dataflow.begin_statement(&print_scope);
             let stream = query::plan_query(dataflow, query_plan, at)?.stream;
             dataflow
-                .sink(stream, &StdoutSink::json(), "print")
+                .sink(stream, &StdoutSink::json())
                 .map_err(|e| SqlError::plan(at, e))
         }
     }
@@ -331,6 +339,7 @@ async fn materialized_view(
     let declared = declared_key(&create.options, at)?;
     let query = sqlparser::ast::Statement::Query(create.query);
     let plan = logical_plan(ctx, query, at).await?;
+    dataflow.begin_statement(&format!("view:{name}"));
     let query = query::plan_query(dataflow, &plan, at)?;
     let key = match (declared, query.key) {
         (Some(declared), Some(derived)) if query.updating && declared != derived => {

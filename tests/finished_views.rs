@@ -1,0 +1,120 @@
+//! The views of a bounded job stay readable after its input ends, for as long
+//! as `headwater run` serves them: the published copies live in the job's
+//! temporary state directory, which is kept until the last reader is done.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEYS: i64 = 150_000;
+const ROWS: i64 = 400_000;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_view_is_read_whole_after_the_job_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    {
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(dir.path().join("events.jsonl")).unwrap(),
+        );
+        for i in 0..ROWS {
+            let customer = (i * 7919) % KEYS;
+            let amount = i % 97;
+            let r = reference.entry(customer).or_default();
+            r.0 += 1;
+            r.1 += amount;
+            writeln!(
+                file,
+                r#"{{"customer_id":{customer},"amount":{amount},"note":"{}"}}"#,
+                "x".repeat((i % 40) as usize)
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("job.sql"),
+        "CREATE TABLE events (customer_id BIGINT, amount BIGINT, note VARCHAR)
+         WITH ('connector' = 'filesystem', 'path' = 'events.jsonl', 'format' = 'json');
+         CREATE MATERIALIZED VIEW per_customer AS
+         SELECT customer_id, count(*) AS n, sum(amount) AS total, max(note) AS longest
+         FROM events GROUP BY customer_id;",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["run", "job.sql", "--pg-port", "0", "--http-port", "0"])
+        .args(["--parallelism", "2", "--checkpoint-interval", "300ms"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let server = Server(child);
+    let mut lines = stdout.lines();
+    let addr = loop {
+        let line = lines.next().expect("an address").unwrap();
+        if let Some(addr) = line.strip_prefix("postgres: ") {
+            break addr.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("input ended") {
+                let _ = ended_tx.send(());
+            }
+        }
+    });
+    ended_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the bounded job ends");
+    // Give the process time to clean up after the job, as it did before.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(host)
+        .port(port.parse().unwrap())
+        .user("headwater")
+        .dbname("headwater")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let started = Instant::now();
+    for round in 0..3 {
+        let rows = client
+            .query("SELECT customer_id, n, total FROM per_customer", &[])
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the view cannot be read: {e:?}"));
+        let got: BTreeMap<i64, (i64, i64)> = rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        assert_eq!(got.len(), reference.len(), "round {round}");
+        assert!(
+            got == reference,
+            "round {round}: rows differ from the input's counts"
+        );
+        let one: i64 = client
+            .query_one("SELECT n FROM per_customer WHERE customer_id = 4242", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(one, reference[&4242].0);
+    }
+    assert!(started.elapsed() < Duration::from_secs(120));
+    drop(server);
+}
