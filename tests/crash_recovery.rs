@@ -1,7 +1,8 @@
 //! Exactly-once through crashes: the real binary runs a keyed window and a
 //! keyed running count over 1M+ events into the exactly-once file sink, is
 //! killed with SIGKILL at random moments and restarted; what it committed
-//! equals, row for row, what an uninterrupted run commits.
+//! equals, row for row, what an uninterrupted run commits. The same holds when
+//! each restart changes the parallelism (1 → 3 → 2 and 3 → 2 → 1).
 
 mod common;
 
@@ -29,13 +30,23 @@ fn committed_files(output: &Path) -> usize {
 }
 
 fn job(input: &Path, output: &Path, checkpoints: Option<&Path>) -> Command {
+    job_at(2, input, output, checkpoints)
+}
+
+fn job_at(parallelism: usize, input: &Path, output: &Path, checkpoints: Option<&Path>) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["job", "order-metrics", "--parallelism", "2", "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "job",
+        "order-metrics",
+        "--parallelism",
+        &parallelism.to_string(),
+        "--input",
+    ])
+    .arg(input)
+    .arg("--output")
+    .arg(output)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     // Keyed state inside the test's directory: a killed process leaves it behind.
     cmd.arg("--state-dir").arg(output.with_extension("state"));
     if let Some(dir) = checkpoints {
@@ -133,5 +144,81 @@ fn killed_and_restarted_runs_commit_exactly_what_an_uninterrupted_run_does() {
             got == expected,
             "{part}: committed rows differ from the uninterrupted run"
         );
+    }
+}
+
+/// The keyed process function (a running count per customer in a
+/// `ValueState`) and the keyed window, killed and restored at another
+/// parallelism each time: the key groups move between subtasks, and what is
+/// committed equals an uninterrupted run.
+#[test]
+fn killed_and_rescaled_runs_commit_exactly_what_an_uninterrupted_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.jsonl");
+    let status = Command::new(BIN)
+        .args([
+            "generate", "orders", "--orders", "250000", "--seed", "8", "--output",
+        ])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reference = dir.path().join("reference");
+    assert!(job(&input, &reference, None).status().unwrap().success());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(std::process::id() as u64);
+    for scenario in [[1, 3, 2], [3, 2, 1]] {
+        let output = dir.path().join(format!("output-{scenario:?}"));
+        let checkpoints = dir.path().join(format!("checkpoints-{scenario:?}"));
+        for (run, &p) in scenario.iter().enumerate() {
+            let mut child = job_at(p, &input, &output, Some(&checkpoints))
+                .spawn()
+                .unwrap();
+            if run + 1 == scenario.len() {
+                let status = child.wait().unwrap();
+                assert!(
+                    status.success(),
+                    "{scenario:?}: the last run failed: {status}"
+                );
+                break;
+            }
+            // Killed once this run has committed something, a random time later.
+            let baseline = committed_files(&output);
+            let spawned = Instant::now();
+            let delay = Duration::from_millis(rng.random_range(100..600));
+            let mut committed_at = None;
+            loop {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{scenario:?}: run {run} at p={p} ended before it was killed"
+                );
+                if committed_at.is_none() && committed_files(&output) > baseline {
+                    committed_at = Some(Instant::now());
+                }
+                if committed_at.is_some_and(|c: Instant| c.elapsed() >= delay) {
+                    break;
+                }
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(60),
+                    "nothing committed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        for part in ["windows", "counts"] {
+            let expected = committed_rows(&reference.join(part));
+            let got = committed_rows(&output.join(part));
+            assert!(!expected.is_empty());
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "{scenario:?} {part}: rows lost or duplicated"
+            );
+            assert!(
+                got == expected,
+                "{scenario:?} {part}: committed rows differ from the uninterrupted run"
+            );
+        }
     }
 }

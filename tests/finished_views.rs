@@ -50,7 +50,11 @@ async fn a_large_view_is_read_whole_after_the_job_ends() {
          FROM events GROUP BY customer_id;",
     )
     .unwrap();
+    // The job's temporary state directory goes here, to be looked at.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .env("TMPDIR", &tmp)
         .args(["run", "job.sql", "--pg-port", "0", "--http-port", "0"])
         .args(["--parallelism", "2", "--checkpoint-interval", "300ms"])
         .current_dir(dir.path())
@@ -82,6 +86,14 @@ async fn a_large_view_is_read_whole_after_the_job_ends() {
         .expect("the bounded job ends");
     // Give the process time to clean up after the job, as it did before.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // RocksDB opens a copy's files as it reads them (only the first few at
+    // once): the published copies' files must still be there.
+    let copies = sst_files_of_view_copies(&tmp);
+    assert!(
+        copies > 0,
+        "the published copies of the view are gone from {}",
+        tmp.display()
+    );
 
     let (host, port) = addr.rsplit_once(':').unwrap();
     let (client, connection) = tokio_postgres::Config::new()
@@ -117,4 +129,27 @@ async fn a_large_view_is_read_whole_after_the_job_ends() {
     }
     assert!(started.elapsed() < Duration::from_secs(120));
     drop(server);
+}
+
+/// SST files in the view copies (`*.view-<checkpoint>` directories) under `dir`.
+fn sst_files_of_view_copies(dir: &std::path::Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path
+                .extension()
+                .is_some_and(|e| e.to_string_lossy().starts_with("view-"))
+            {
+                count += std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .filter(|f| f.file_name().to_string_lossy().ends_with(".sst"))
+                    .count();
+            } else {
+                count += sst_files_of_view_copies(&path);
+            }
+        }
+    }
+    count
 }

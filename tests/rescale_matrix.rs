@@ -1,21 +1,25 @@
 //! Exactly-once through SIGKILL and changes of parallelism, for every kind of
 //! window and the deduplication, keyed by a small BIGINT, a VARCHAR and both.
 //!
-//! The real binary runs one SQL job of five queries over a paced file, with
+//! The real binary runs one SQL job of five queries and a materialized view
+//! of an updating aggregate (keyed by a small BIGINT and a VARCHAR) over a
+//! paced file, with
 //! checkpoints every 200 ms. Each run is killed (SIGKILL) once it has committed
 //! output, and the next run starts over the same checkpoint directory at
 //! another parallelism: 1 → 3 → 2, and 3 → 2 → 1, the last run to the end.
 //! Rows far behind event time are spread through the input: they are late
 //! whenever they come, also as the first rows after a restore. What the
-//! sinks committed equals a plain-Rust reference over the same events, with no
-//! row lost or duplicated.
+//! sinks committed, and what the view holds once the input has ended, equal a
+//! plain-Rust reference over the same events, with no row lost or duplicated.
+//! The job takes more than 10 checkpoints in all, and RocksDB compactions run
+//! in the last run (its stores' LOGs show them).
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
@@ -69,6 +73,10 @@ INSERT INTO dedup_out
 SELECT event_id, k_int, amount
 FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ts) AS rn FROM events)
 WHERE rn = 1;
+
+CREATE MATERIALIZED VIEW totals AS
+SELECT k_int, k_str, count(*) AS n, sum(amount) AS total
+FROM events GROUP BY k_int, k_str;
 ";
 
 #[derive(Clone)]
@@ -264,7 +272,7 @@ fn start(dir: &Path, parallelism: usize, run: usize) -> Job {
         ])
         .args(["--state-dir", "state"])
         .current_dir(dir)
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(dir.join(format!("run-{run}-p{parallelism}.out"))).unwrap())
         .stderr(log)
         .spawn()
         .unwrap())
@@ -285,15 +293,38 @@ fn committed_files(dir: &Path) -> usize {
 
 /// Runs the job at each parallelism in turn, killing every run but the last
 /// once it has committed something and a random time more has passed.
-fn run_scenario(dir: &Path, parallelisms: &[usize], rng: &mut impl Rng) {
+/// Returns the last run, still serving its views, and their address.
+fn run_scenario(dir: &Path, parallelisms: &[usize], rng: &mut impl Rng) -> Option<(Job, String)> {
     for (run, &p) in parallelisms.iter().enumerate() {
         let mut job = start(dir, p, run);
         let last = run + 1 == parallelisms.len();
         if last {
-            let status = job.0.wait().unwrap();
-            let log = std::fs::read_to_string(dir.join(format!("run-{run}-p{p}.log"))).unwrap();
-            assert!(status.success(), "the last run failed: {status}\n{log}");
-            break;
+            // A job with a view serves it after its input ends.
+            let log = dir.join(format!("run-{run}-p{p}.log"));
+            let spawned = Instant::now();
+            while !std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("input ended")
+            {
+                if let Some(status) = job.0.try_wait().unwrap() {
+                    panic!(
+                        "the last run failed: {status}\n{}",
+                        std::fs::read_to_string(&log).unwrap()
+                    );
+                }
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(120),
+                    "the last run never ended"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let out = std::fs::read_to_string(dir.join(format!("run-{run}-p{p}.out"))).unwrap();
+            let address = out
+                .lines()
+                .find_map(|l| l.strip_prefix("postgres: "))
+                .expect("the address of the views")
+                .to_string();
+            return Some((job, address));
         }
         let baseline = committed_files(dir);
         let spawned = Instant::now();
@@ -319,6 +350,7 @@ fn run_scenario(dir: &Path, parallelisms: &[usize], rng: &mut impl Rng) {
         job.0.wait().unwrap();
         println!("run {run} at p={p} killed after {:?}", spawned.elapsed());
     }
+    None
 }
 
 fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
@@ -389,7 +421,87 @@ fn killed_and_rescaled_runs_commit_what_the_reference_says() {
         write_events(&dir.path().join("events.jsonl"), &events);
         std::fs::write(dir.path().join("job.sql"), SCRIPT).unwrap();
         let name = format!("{scenario:?}");
-        run_scenario(dir.path(), &scenario, &mut rng);
+        let (job, address) = run_scenario(dir.path(), &scenario, &mut rng).expect("a last run");
         check(dir.path(), &events, &late, &name);
+        check_view(&address, &events, &name);
+        drop(job);
+        check_checkpoints_and_compactions(dir.path(), &name);
     }
+}
+
+/// The view of the updating aggregate against the reference: every event
+/// counts (late or redelivered), as a GROUP BY without a window counts rows.
+fn check_view(address: &str, events: &[Event], scenario: &str) {
+    let mut expected: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+    for e in events {
+        let t = expected.entry((e.k_int, e.k_str.to_string())).or_default();
+        t.0 += 1;
+        t.1 += e.amount;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let got: BTreeMap<(i64, String), (i64, i64)> = runtime.block_on(async {
+        let (host, port) = address.rsplit_once(':').unwrap();
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(host)
+            .port(port.parse().unwrap())
+            .user("headwater")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .query("SELECT k_int, k_str, n, total FROM totals", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+            .collect()
+    });
+    assert!(
+        got == expected,
+        "{scenario} view totals: {got:?}\nexpected {expected:?}"
+    );
+}
+
+/// More than 10 checkpoints were taken, and RocksDB compacted the stores of
+/// the last run (the event in their LOGs).
+fn check_checkpoints_and_compactions(dir: &Path, scenario: &str) {
+    let newest = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(newest >= 10, "{scenario}: only {newest} checkpoints");
+    fn logs(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                logs(&path, found);
+            } else if entry.file_name().to_string_lossy().starts_with("LOG") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    logs(&dir.join("state"), &mut found);
+    let compacted = found
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains("\"event\": \"compaction_finished\"")
+        })
+        .count();
+    assert!(
+        compacted > 0,
+        "{scenario}: no store of the last run compacted ({} LOG files)",
+        found.len()
+    );
 }

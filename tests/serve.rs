@@ -319,3 +319,87 @@ async fn clients_declare_read_and_keep_views() {
         .unwrap_err();
     assert_eq!(error.code().unwrap().code(), "0A000");
 }
+
+/// The jobs the server lists: (name, state).
+fn jobs(server: &Server) -> Vec<(String, String)> {
+    let (_, body) = request(&server.http, "GET", "/v1/jobs", Some(TOKEN), "");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap().to_string(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_until_finished(server: &Server, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = jobs(server);
+        if jobs.iter().filter(|(_, s)| s == "finished").count() == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "jobs never finished: {jobs:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A job keeps its name and its own checkpoints across restarts of the
+/// server, whatever happened to the jobs declared before it.
+#[test]
+fn a_job_keeps_its_name_and_checkpoints_when_an_earlier_job_is_stopped() {
+    let data = tempfile::tempdir().unwrap();
+    let out = data.path().join("out");
+    let server = start(data.path());
+    sql(
+        &server,
+        &format!(
+            "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, date_time TIMESTAMP(3))
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE out (auction BIGINT, price BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT auction, price FROM bids WHERE price < 0;
+             INSERT INTO out SELECT auction, price FROM bids;",
+            bids_file(),
+            out.display()
+        ),
+    );
+    wait_until_finished(&server, 2);
+    let bids = reference().values().map(|v| v.0).sum::<i64>() as usize;
+    let written = committed(&out);
+    assert_eq!(written, bids);
+    sql(&server, "STOP JOB insert_out_1");
+
+    // SIGKILL, and start again: the second job is still `insert_out_2`, and
+    // it resumes from its own last checkpoint (its input was all read), so
+    // nothing is written twice.
+    drop(server);
+    let server = start(data.path());
+    wait_until_finished(&server, 1);
+    let names: Vec<String> = jobs(&server).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["insert_out_2"]);
+    assert_eq!(
+        committed(&out),
+        bids,
+        "rows written again after the restart"
+    );
+}
+
+/// Rows in the committed files of a filesystem sink.
+fn committed(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with('_') && !name.starts_with('.') && name.ends_with(".jsonl")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .sum()
+}
