@@ -1,5 +1,6 @@
 //! The orders and datagen sources resume from a savepoint exactly where they
 //! stopped: the rows committed across the two runs equal one uninterrupted run.
+//! Datagen does so also at another parallelism (1 to 3, 3 to 2).
 
 mod common;
 
@@ -10,6 +11,10 @@ use headwater::operators::sources::SourceSpec;
 use headwater::prelude::*;
 
 async fn stop_and_resume<S: SourceSpec + Clone + 'static>(source: S) {
+    stop_and_resume_at(source, 2, 2).await
+}
+
+async fn stop_and_resume_at<S: SourceSpec + Clone + 'static>(source: S, first: usize, then: usize) {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference");
     let env = StreamEnvironment::new().with_parallelism(2);
@@ -22,7 +27,7 @@ async fn stop_and_resume<S: SourceSpec + Clone + 'static>(source: S) {
     let output = dir.path().join("output");
     let checkpoints = dir.path().join("checkpoints");
     let env = StreamEnvironment::new()
-        .with_parallelism(2)
+        .with_parallelism(first)
         .with_checkpoints(&checkpoints, Duration::from_millis(100));
     env.source(source.clone())
         .sink(FileSink::json(&output))
@@ -40,7 +45,7 @@ async fn stop_and_resume<S: SourceSpec + Clone + 'static>(source: S) {
     );
 
     let env = StreamEnvironment::new()
-        .with_parallelism(2)
+        .with_parallelism(then)
         .with_checkpoints(&checkpoints, Duration::from_millis(100))
         .from_savepoint(&savepoint);
     env.source(source).sink(FileSink::json(&output)).unwrap();
@@ -60,17 +65,24 @@ async fn orders_resume_where_they_stopped() {
     .await;
 }
 
+fn datagen() -> DatagenSource {
+    DatagenSource::new(std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Float64, false),
+    ])))
+    .field("n", FieldGen::Sequence { start: 0, step: 1 })
+    .seed(7)
+    .row_count(60_000)
+    .rows_per_second(60_000.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datagen_resumes_where_it_stopped() {
-    stop_and_resume(
-        DatagenSource::new(std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
-            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, false),
-            arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Float64, false),
-        ])))
-        .field("n", FieldGen::Sequence { start: 0, step: 1 })
-        .seed(7)
-        .row_count(60_000)
-        .rows_per_second(60_000.0),
-    )
-    .await;
+    stop_and_resume(datagen()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagen_resumes_where_it_stopped_at_another_parallelism() {
+    stop_and_resume_at(datagen(), 1, 3).await;
+    stop_and_resume_at(datagen(), 3, 2).await;
 }

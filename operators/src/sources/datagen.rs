@@ -4,6 +4,9 @@
 //! in blocks of [`BLOCK_ROWS`]; block `b` is made by subtask `b % parallelism`
 //! from a generator seeded by the seed, the block and the column. So the rows
 //! are the same at any parallelism, and a new column does not change the others.
+//! A subtask's position is the blocks it has left to make, as arithmetic
+//! progressions; a restore at another parallelism splits every old subtask's
+//! progressions among the new subtasks, so no block is made twice or skipped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -189,18 +192,41 @@ impl SourceSpec for DatagenSource {
                 .map(|r| RateLimiter::new(r / subtask.parallelism as f64));
             Ok(Box::new(Datagen {
                 spec: spec.clone(),
-                next_block: subtask.index as u64,
-                step: subtask.parallelism as u64,
+                blocks: vec![Blocks {
+                    next: subtask.index as u64,
+                    step: subtask.parallelism as u64,
+                }],
+                subtask: (subtask.index as u64, subtask.parallelism as u64),
                 rate,
             }) as Box<dyn Source>)
         })
     }
 }
 
+/// Blocks `next`, `next + step`, `next + 2 * step`, ... still to be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Blocks {
+    next: u64,
+    step: u64,
+}
+
+impl Blocks {
+    /// The `index`-th of `parts` progressions that together make these blocks.
+    fn part(self, index: u64, parts: u64) -> Blocks {
+        Blocks {
+            next: self.next.saturating_add(index.saturating_mul(self.step)),
+            step: self.step.saturating_mul(parts),
+        }
+    }
+}
+
 struct Datagen {
     spec: DatagenSource,
-    next_block: u64,
-    step: u64,
+    /// The blocks this subtask has left to make (one progression, until a
+    /// restore at another parallelism hands it parts of several).
+    blocks: Vec<Blocks>,
+    /// (index, parallelism) of this subtask.
+    subtask: (u64, u64),
     rate: Option<RateLimiter>,
 }
 
@@ -212,34 +238,50 @@ impl Source for Datagen {
 
     async fn next(&mut self, _ctx: &mut OperatorContext) -> Result<SourcePoll, BoxError> {
         let limit = self.spec.row_count.unwrap_or(u64::MAX);
-        let first_row = self.next_block.saturating_mul(BLOCK_ROWS);
-        if first_row >= limit {
+        let limit_blocks = limit.div_ceil(BLOCK_ROWS);
+        // The lowest block left, so that rows come in block order.
+        self.blocks.retain(|b| b.next < limit_blocks);
+        let Some(block) = self.blocks.iter().map(|b| b.next).min() else {
             return Ok(SourcePoll::Finished);
-        }
+        };
+        let first_row = block.saturating_mul(BLOCK_ROWS);
         let end = first_row.saturating_add(BLOCK_ROWS).min(limit);
+        // The wait may be cancelled (a barrier comes first): the block is
+        // taken only after it, with no await in between.
         if let Some(rate) = &mut self.rate {
             rate.acquire((end - first_row) as usize).await;
         }
-        let batch = self.spec.make_block(self.next_block, first_row..end)?;
-        self.next_block += self.step;
+        let lowest = self
+            .blocks
+            .iter_mut()
+            .find(|b| b.next == block)
+            .expect("the block found above");
+        lowest.next = lowest.next.saturating_add(lowest.step);
+        let batch = self.spec.make_block(block, first_row..end)?;
         Ok(SourcePoll::Batch(batch))
     }
 
-    /// The next block to make (blocks are identical at any parallelism).
+    /// The blocks left to make (blocks are identical at any parallelism).
     async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        Ok(Some(postcard::to_stdvec(&(self.step, self.next_block))?))
+        Ok(Some(postcard::to_stdvec(&self.blocks)?))
     }
 
     async fn restore_state(&mut self, restored: Restored) -> Result<(), BoxError> {
-        let Some(state) = restored.own_state("datagen")? else {
-            return Ok(());
-        };
-        let (step, next_block): (u64, u64) = postcard::from_bytes(state)
-            .map_err(|e| format!("a stored datagen position does not decode: {e}"))?;
-        if step != self.step {
-            return Err(format!("a stored datagen position is of parallelism {step}").into());
+        let mut left = Vec::new();
+        for state in restored.blobs() {
+            let blocks: Vec<Blocks> = postcard::from_bytes(state)
+                .map_err(|e| format!("a stored datagen position does not decode: {e}"))?;
+            left.extend(blocks);
         }
-        self.next_block = next_block;
+        self.blocks = if restored.rescaled {
+            // Every old subtask's blocks, split among the new subtasks.
+            let (index, parallelism) = self.subtask;
+            left.into_iter()
+                .map(|b| b.part(index, parallelism))
+                .collect()
+        } else {
+            left
+        };
         Ok(())
     }
 }
@@ -386,6 +428,25 @@ fn make_column(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parts_of_progressions_make_exactly_the_blocks_left() {
+        // Two old subtasks, one further on than the other, split three ways.
+        let old = [Blocks { next: 6, step: 2 }, Blocks { next: 11, step: 2 }];
+        let expand = |b: Blocks| {
+            (0..200)
+                .map(move |k| b.next + k * b.step)
+                .filter(|&n| n < 200)
+        };
+        let mut left: Vec<u64> = old.iter().flat_map(|&b| expand(b)).collect();
+        let mut parts: Vec<u64> = (0..3)
+            .flat_map(|i| old.iter().map(move |b| b.part(i, 3)))
+            .flat_map(expand)
+            .collect();
+        left.sort_unstable();
+        parts.sort_unstable();
+        assert_eq!(parts, left);
+    }
 
     fn spec() -> DatagenSource {
         DatagenSource::new(Arc::new(Schema::new(vec![
