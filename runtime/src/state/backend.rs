@@ -96,8 +96,15 @@ impl StateBackend {
 
     /// Removes the directory once this backend, and every store and snapshot
     /// opened from it, are dropped.
-    pub fn removed_when_dropped(mut self) -> Self {
-        self.temporary = Some(Arc::new(TemporaryDir(self.config.dir.clone())));
+    pub fn removed_when_dropped(self) -> Self {
+        let directory = Arc::new(TemporaryDir(self.config.dir.clone()));
+        self.kept_in(directory)
+    }
+
+    /// Keeps `directory` while this backend, or a store or snapshot opened
+    /// from it, is open.
+    fn kept_in(mut self, directory: Arc<TemporaryDir>) -> Self {
+        self.temporary = Some(directory);
         self
     }
 
@@ -206,7 +213,10 @@ impl StateBackend {
 #[derive(Debug)]
 pub struct JobState {
     config: StateConfig,
-    temporary: bool,
+    /// The temporary directory, if it is one: one guard for every backend
+    /// opened over it (two tasks may open one at once; the loser's copy is
+    /// dropped, and must not remove the directory).
+    temporary: Option<Arc<TemporaryDir>>,
     backend: std::sync::OnceLock<StateBackend>,
 }
 
@@ -224,8 +234,8 @@ impl JobState {
             std::env::temp_dir().join(format!("headwater-state-{}-{nanos}", std::process::id()))
         });
         JobState {
+            temporary: temporary.then(|| Arc::new(TemporaryDir(dir.clone()))),
             config: StateConfig { dir, memory_limit },
-            temporary,
             backend: std::sync::OnceLock::new(),
         }
     }
@@ -235,8 +245,8 @@ impl JobState {
             Some(b) => b,
             None => {
                 let mut b = StateBackend::new(self.config.clone())?;
-                if self.temporary {
-                    b = b.removed_when_dropped();
+                if let Some(directory) = &self.temporary {
+                    b = b.kept_in(directory.clone());
                 }
                 self.backend.get_or_init(|| b)
             }
@@ -285,6 +295,40 @@ fn remove_abandoned_temporary_dirs() {
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive && std::path::Path::new("/proc/self").exists() {
             let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tasks open their stores at once: whichever opens the backend, the
+    /// temporary directory stays until the job state and its stores are gone.
+    #[test]
+    fn stores_opened_at_once_keep_the_temporary_directory() {
+        for _ in 0..20 {
+            let state = Arc::new(JobState::new(None, 64 << 20));
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4)
+                .map(|subtask| {
+                    let (state, start) = (state.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        state.open_store("op", subtask, KeyGroupRange { start: 0, end: 128 })
+                    })
+                })
+                .collect();
+            let stores: Vec<KeyedStateStore> = threads
+                .into_iter()
+                .map(|t| t.join().unwrap().expect("a store opens"))
+                .collect();
+            let dir = state.config.dir.clone();
+            assert!(dir.exists());
+            drop(state);
+            assert!(dir.exists(), "removed while stores are open");
+            drop(stores);
+            assert!(!dir.exists(), "left behind");
         }
     }
 }
