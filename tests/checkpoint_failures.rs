@@ -38,22 +38,7 @@ fn complete(dir: &Path) -> Vec<(u64, PathBuf)> {
 
 /// Complete checkpoints (with metadata) in `checkpoints`, oldest first.
 fn complete_in(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(checkpoints)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let id = e
-                .file_name()
-                .to_string_lossy()
-                .strip_prefix("chk-")?
-                .parse()
-                .ok()?;
-            e.path().join("_metadata").exists().then(|| (id, e.path()))
-        })
-        .collect();
-    found.sort();
-    found
+    common::complete_checkpoints(checkpoints)
 }
 
 /// Runs the job until at least two checkpoints are complete, then kills it.

@@ -2,6 +2,8 @@
 //! as `headwater run` serves them: the published copies live in the job's
 //! temporary state directory, which is kept until the last reader is done.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -95,16 +97,7 @@ async fn a_large_view_is_read_whole_after_the_job_ends() {
         tmp.display()
     );
 
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(host)
-        .port(port.parse().unwrap())
-        .user("headwater")
-        .dbname("headwater")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = common::pg_connect(&addr).await;
     let started = Instant::now();
     for round in 0..3 {
         let rows = client

@@ -96,14 +96,7 @@ fn committed(dir: &Path) -> Windows {
     let mut windows = Windows::new();
     for line in common::committed_rows(dir) {
         let row: Value = serde_json::from_str(&line).unwrap();
-        let start = row["window_start"]
-            .as_str()
-            .unwrap()
-            .parse::<chrono::NaiveDateTime>()
-            .unwrap()
-            .and_utc()
-            .timestamp_millis();
-        let at = (row["k"].as_i64().unwrap(), start);
+        let at = (row["k"].as_i64().unwrap(), window_start(&row));
         let value = (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap());
         if let Some(before) = windows.insert(at, value) {
             panic!("window {at:?} committed twice: {before:?} and {value:?}");
@@ -125,21 +118,20 @@ fn run(dir: &Path, script: &str, args: &[&str]) -> Command {
 
 /// The newest complete checkpoint under `checkpoints`.
 fn newest_checkpoint(checkpoints: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(checkpoints)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let id: u64 = e
-                .file_name()
-                .to_string_lossy()
-                .strip_prefix("chk-")?
-                .parse()
-                .ok()?;
-            e.path().join("_metadata").exists().then(|| (id, e.path()))
-        })
-        .max()
+    common::complete_checkpoints(checkpoints)
+        .pop()
         .map(|(_, path)| path)
+}
+
+/// A `window_start` as written by the JSON sink, in ms since the epoch.
+fn window_start(row: &Value) -> i64 {
+    row["window_start"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::NaiveDateTime>()
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
 }
 
 /// Runs the first script (reading `a` only) and kills it (SIGKILL) once it has
@@ -270,16 +262,7 @@ fn state_that_matches_no_operator_is_refused_unless_allowed() {
             std::fs::read_to_string(e.path())
                 .unwrap()
                 .lines()
-                .map(|l| {
-                    let row: Value = serde_json::from_str(l).unwrap();
-                    row["window_start"]
-                        .as_str()
-                        .unwrap()
-                        .parse::<chrono::NaiveDateTime>()
-                        .unwrap()
-                        .and_utc()
-                        .timestamp_millis()
-                })
+                .map(|l| window_start(&serde_json::from_str(l).unwrap()))
                 .collect::<Vec<_>>()
         })
         .min()

@@ -440,15 +440,7 @@ fn check_view(address: &str, events: &[Event], scenario: &str) {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let got: BTreeMap<(i64, String), (i64, i64)> = runtime.block_on(async {
-        let (host, port) = address.rsplit_once(':').unwrap();
-        let (client, connection) = tokio_postgres::Config::new()
-            .host(host)
-            .port(port.parse().unwrap())
-            .user("headwater")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let client = common::pg_connect(address).await;
         client
             .query("SELECT k_int, k_str, n, total FROM totals", &[])
             .await

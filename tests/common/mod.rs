@@ -119,3 +119,38 @@ pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// A Postgres client of the server at `addr` (`host:port`), as user `headwater`.
+pub async fn pg_connect(addr: &str) -> tokio_postgres::Client {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(host)
+        .port(port.parse().unwrap())
+        .user("headwater")
+        .dbname("headwater")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Complete checkpoints (with metadata) in `checkpoints`, oldest first.
+pub fn complete_checkpoints(checkpoints: &std::path::Path) -> Vec<(u64, std::path::PathBuf)> {
+    let mut found: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(checkpoints)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let id = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix("chk-")?
+                .parse()
+                .ok()?;
+            e.path().join("_metadata").exists().then(|| (id, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -13,6 +13,7 @@ mod aggregate;
 mod fired;
 pub(crate) mod keys;
 mod output;
+mod partials;
 mod session;
 mod sliced;
 mod spec;

@@ -31,20 +31,9 @@ use super::aggregate::{Accumulators, AggregateInputs, StateRowCodec};
 use super::fired::{Fired, StoredRange};
 use super::keys::{BatchKeys, GroupKeys, KeyCodec};
 use super::output::ResultBuffer;
+use super::partials::{SliceTable, partial_key, partial_key_part};
 use super::spec::Slicer;
 use crate::error::Result;
-
-/// The in-memory partials of one slice.
-struct SliceTable {
-    keys: GroupKeys,
-    accumulators: Accumulators,
-}
-
-impl SliceTable {
-    fn size(&self) -> usize {
-        self.keys.size() + self.accumulators.size()
-    }
-}
 
 pub(crate) struct SlicedWindowOperator {
     shared: Arc<WindowShared>,
@@ -455,19 +444,6 @@ impl SlicedWindowOperator {
         }
         Ok(())
     }
-}
-
-/// The sort key of a stored partial: slice end, key, spill sequence.
-fn partial_key(slice: i64, key: &[u8], sequence: u64, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&order_preserving(slice).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&sequence.to_be_bytes());
-}
-
-/// The key within a partial's sort key.
-fn partial_key_part(sort_key: &[u8]) -> &[u8] {
-    &sort_key[8..sort_key.len() - 8]
 }
 
 #[async_trait]
