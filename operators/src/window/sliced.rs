@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::LATE_OUTPUT;
 use super::WindowShared;
-use super::aggregate::{Accumulators, AggregateInputs, StateRowCodec};
+use super::aggregate::{AggregateInputs, StateRowCodec};
 use super::fired::{Fired, StoredRange};
 use super::keys::{BatchKeys, GroupKeys, KeyCodec};
 use super::output::ResultBuffer;
