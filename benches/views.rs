@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use headwater::server::engine::Engine;
 use headwater::server::jobs::{JobSpec, Jobs};
+use headwater::server::query::QueryLimits;
 use headwater::sql::views::ViewQueries;
 
 const SCRIPT: &str = "
@@ -57,7 +58,9 @@ async fn run(interval: Duration) {
     let jobs = Arc::new(Jobs::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let engine = Engine::read_only(ViewQueries::new(views), jobs.clone());
+    let queries = ViewQueries::new(views)
+        .with_setup(Arc::new(headwater::server::query::add_postgres_catalog));
+    let engine = Engine::read_only(queries, jobs.clone(), QueryLimits::default());
     tokio::spawn(headwater::server::pg::serve(listener, engine, None));
     let handle = headwater::runtime::start(job.graph, config).unwrap();
     let source = spec.sources[0].clone();

@@ -10,6 +10,8 @@ use headwater::server::catalog::{Catalog, ServeConfig};
 use headwater::server::client::Answer;
 use headwater::server::engine::Engine;
 use headwater::server::jobs::{JobSpec, JobState, Jobs};
+use headwater::server::query::QueryLimits;
+use headwater::server::sandbox::Sandbox;
 use headwater::sql::views::ViewQueries;
 use std::sync::Arc;
 
@@ -51,6 +53,11 @@ enum Command {
         /// over it again resumes every job (a temporary directory if not set).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// A directory whose files clients' statements may read and write
+        /// (a table's 'path', 'decode-error.path'); repeatable. None by
+        /// default: a statement naming any file is refused.
+        #[arg(long = "allow-path", value_name = "DIR")]
+        allow_paths: Vec<PathBuf>,
         #[command(flatten)]
         run: RunOptions,
         #[command(flatten)]
@@ -141,9 +148,35 @@ struct ServerOptions {
     /// A bearer token HTTP clients must send (or HEADWATER_TOKEN).
     #[arg(long)]
     token: Option<String>,
+    /// The memory one client query may use (sorts, aggregates, joins), such
+    /// as 512MiB or 2GiB; past it the query fails (SQLSTATE 53200).
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    query_memory: usize,
+    /// The default statement timeout of client statements, such as 30s or
+    /// 5m; 0 for none. A session may `SET statement_timeout`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    statement_timeout: std::time::Duration,
+    /// Postgres connections open at once; more are refused (SQLSTATE 53300).
+    #[arg(long, default_value_t = 100)]
+    max_connections: usize,
 }
 
 impl ServerOptions {
+    /// An engine over `views` under these options' limits, which answers
+    /// Postgres clients' catalog queries.
+    fn engine(&self, views: headwater::operators::view::ViewRegistry, jobs: Arc<Jobs>) -> Engine {
+        let queries = ViewQueries::new(views)
+            .with_setup(Arc::new(headwater::server::query::add_postgres_catalog));
+        let limits = QueryLimits {
+            memory: self.query_memory,
+            statement_timeout: (!self.statement_timeout.is_zero())
+                .then_some(self.statement_timeout),
+            max_connections: self.max_connections.max(1),
+            ..QueryLimits::default()
+        };
+        Engine::read_only(queries, jobs, limits)
+    }
+
     /// Listens on both ports, prints the addresses, and serves `engine`.
     async fn start(&self, engine: Engine) -> anyhow::Result<()> {
         let pg = tokio::net::TcpListener::bind((self.bind, self.pg_port))
@@ -167,10 +200,41 @@ impl ServerOptions {
             .token
             .clone()
             .or_else(|| std::env::var("HEADWATER_TOKEN").ok());
+        if !self.bind.is_loopback() && (password.is_none() || token.is_none()) {
+            tracing::warn!(
+                "listening on {} beyond this machine with no {}: anyone who reaches it can run statements",
+                self.bind,
+                match (&password, &token) {
+                    (None, None) => "--password or --token",
+                    (None, _) => "--password (Postgres)",
+                    _ => "--token (HTTP)",
+                }
+            );
+        }
         tokio::spawn(headwater::server::pg::serve(pg, engine.clone(), password));
         tokio::spawn(headwater::server::http::serve(http, engine, token));
         Ok(())
     }
+}
+
+/// A size such as 512MiB, 2GiB, 100MB or a number of bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 512MiB or 2GiB"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{text}`: the unit is one of B, KiB, MiB, GiB")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -209,8 +273,21 @@ enum Generate {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The size of each runtime thread's stack: the planner recurses over a
+/// statement's expression tree (DataFusion grows its own stack where it
+/// recurses most; statements are bounded in size before planning).
+const THREAD_STACK: usize = 16 << 20;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build()
+        .context("starting the runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -234,9 +311,10 @@ async fn main() -> anyhow::Result<()> {
         } => run_script(&script, run, server).await,
         Command::Serve {
             data_dir,
+            allow_paths,
             run,
             server,
-        } => serve(data_dir, run, server).await,
+        } => serve(data_dir, allow_paths, run, server).await,
         Command::Query { sql, url, token } => query(&url, token, &sql).await,
         Command::Job { job, run } => run_job(job, run).await,
     }
@@ -314,16 +392,19 @@ async fn run_script(
             None
         }
         None => {
-            let dir =
-                std::env::temp_dir().join(format!("headwater-checkpoints-{}", std::process::id()));
+            let dir = tempfile::Builder::new()
+                .prefix("headwater-checkpoints-")
+                .tempdir()
+                .context("making a temporary checkpoint directory")?;
             config.checkpoint = Some(headwater::runtime::checkpoint::CheckpointConfig::new(
-                &dir, interval,
+                dir.path(),
+                interval,
             ));
             Some(dir)
         }
     };
     let jobs = Arc::new(Jobs::default());
-    let engine = Engine::read_only(ViewQueries::new(views.clone()), jobs.clone());
+    let engine = server.engine(views.clone(), jobs.clone());
     server.start(engine).await?;
     println!("views: {}", job.views.join(", "));
     let job_name = job.graph.name.clone();
@@ -346,23 +427,26 @@ async fn run_script(
         eprintln!("input ended; serving the views until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
     }
-    if let Some(dir) = temporary {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop(temporary);
     result
 }
 
 async fn serve(
     data_dir: Option<PathBuf>,
+    allow_paths: Vec<PathBuf>,
     run: RunOptions,
     server: ServerOptions,
 ) -> anyhow::Result<()> {
+    let sandbox = Sandbox::new(&allow_paths).context("an --allow-path directory")?;
     let (data_dir, temporary) = match data_dir {
-        Some(dir) => (dir, false),
-        None => (
-            std::env::temp_dir().join(format!("headwater-serve-{}", std::process::id())),
-            true,
-        ),
+        Some(dir) => (dir, None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("headwater-serve-")
+                .tempdir()
+                .context("making a temporary data directory")?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -378,6 +462,7 @@ async fn serve(
                 .checkpoint_interval
                 .unwrap_or(std::time::Duration::from_secs(1)),
             job,
+            sandbox,
         },
         views.clone(),
         jobs.clone(),
@@ -388,7 +473,7 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
     let engine = Engine {
         catalog: Some(catalog),
-        ..Engine::read_only(ViewQueries::new(views), jobs.clone())
+        ..server.engine(views, jobs.clone())
     };
     server.start(engine).await?;
     println!("data: {}", data_dir.display());
@@ -403,9 +488,7 @@ async fn serve(
     while jobs.list().iter().any(|j| j.state == "running") && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
+    drop(temporary);
     Ok(())
 }
 

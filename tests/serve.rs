@@ -48,6 +48,11 @@ fn start(data: &Path) -> Server {
         ])
         .arg("--data-dir")
         .arg(data)
+        // The bids file, and the data directory's own files (sink output).
+        .arg("--allow-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql/data"))
+        .arg("--allow-path")
+        .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -77,7 +82,7 @@ fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/sql\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -64,7 +64,7 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
                 .with_event_time(event_time.clone())
                 .on_decode_error(policy);
             source.format = format;
-            if let Some(rate) = options.number::<f64>("rows-per-second")? {
+            if let Some(rate) = options.number_in("rows-per-second", MIN_RATE..=MAX_RATE)? {
                 source = source.with_rows_per_second(rate);
             }
             Box::new(source)
@@ -87,10 +87,10 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
             if let Some(n) = options.number("number-of-orders")? {
                 source = source.orders(n);
             }
-            if let Some(rate) = options.number("events-per-second")? {
+            if let Some(rate) = options.number_in("events-per-second", MIN_RATE..=MAX_RATE)? {
                 source = source.events_per_second(rate);
             }
-            if let Some(rate) = options.number("duplicate-rate")? {
+            if let Some(rate) = options.number_in("duplicate-rate", 0.0..=1.0)? {
                 source = source.duplicate_rate(rate);
             }
             check_columns_of(table, &order_schema(), "orders")?;
@@ -221,6 +221,12 @@ fn decode_policy(options: &Options) -> Result<DecodeErrorPolicy, SqlError> {
     })
 }
 
+/// The longest generated string: a block of rows holds 1024 of them.
+const MAX_STRING_LENGTH: usize = 65_536;
+/// Rates of generators and of replayed files, in rows per second.
+const MIN_RATE: f64 = 1e-3;
+const MAX_RATE: f64 = 1e12;
+
 /// Flink's datagen options: `number-of-rows`, `rows-per-second`, and per
 /// field `fields.<f>.kind` (`random` or `sequence`), `.min`, `.max`,
 /// `.length`, `.start`, `.end`; plus `seed`.
@@ -242,7 +248,7 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
     if let Some(seed) = options.number("seed")? {
         source = source.seed(seed);
     }
-    if let Some(rate) = options.number::<f64>("rows-per-second")? {
+    if let Some(rate) = options.number_in("rows-per-second", MIN_RATE..=MAX_RATE)? {
         source = source.rows_per_second(rate);
     }
     let mut rows = options.number::<u64>("number-of-rows")?;
@@ -274,15 +280,18 @@ fn datagen(table: &TableDef, event_time: EventTimeSpec) -> Result<DatagenSource,
             Some("sequence") => {
                 let start: i64 = options.number(&key("start"))?.unwrap_or(0);
                 if let Some(end) = options.number::<i64>(&key("end"))? {
-                    let count = (end - start + 1).max(0) as u64;
+                    let count =
+                        (i128::from(end) - i128::from(start) + 1).clamp(0, u64::MAX.into()) as u64;
                     rows = Some(rows.map_or(count, |r| r.min(count)));
                 }
                 FieldGen::Sequence { start, step: 1 }
             }
             None | Some("random") => {
-                let min = options.number::<f64>(&key("min"))?;
-                let max = options.number::<f64>(&key("max"))?;
-                let length = options.number::<usize>(&key("length"))?.unwrap_or(10);
+                let min = options.number_in(&key("min"), -f64::MAX..=f64::MAX)?;
+                let max = options.number_in(&key("max"), -f64::MAX..=f64::MAX)?;
+                let length = options
+                    .number_in(&key("length"), 0..=MAX_STRING_LENGTH)?
+                    .unwrap_or(10);
                 FieldGen::Random { min, max, length }
             }
             Some(other) => {

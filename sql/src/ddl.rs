@@ -60,6 +60,34 @@ impl Options {
             .transpose()
     }
 
+    /// A number option that must lie in `range`: sizes, rates and shares,
+    /// so that no option makes the process allocate without bound, or divide
+    /// by zero, or wait forever (NaN is outside every range).
+    pub fn number_in<T>(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, SqlError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let Some(n) = self.number::<T>(key)? else {
+            return Ok(None);
+        };
+        if range.contains(&n) {
+            return Ok(Some(n));
+        }
+        let at = self.get(key).map_or(self.at, |v| v.at);
+        Err(SqlError::invalid(
+            at,
+            format!(
+                "option '{key}' must be between {} and {}, not {n}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+
     /// A true/false option.
     pub fn flag(&self, key: &str) -> Result<Option<bool>, SqlError> {
         self.get(key)
@@ -128,7 +156,8 @@ impl TableDef {
                     at,
                     format!(
                         "column `{}`: type {} is not supported (use BOOLEAN, TINYINT, SMALLINT, \
-                         INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s), VARCHAR/STRING, DATE or TIMESTAMP(p))",
+                         INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s) with 1 <= p <= 38 and 0 <= s <= p, \
+                         VARCHAR/STRING, DATE or TIMESTAMP(p))",
                         column.name, column.data_type
                     ),
                 )
@@ -264,11 +293,19 @@ fn arrow_type(t: &SqlType) -> Option<DataType> {
             };
             DataType::Timestamp(unit, zone)
         }
-        SqlType::Decimal(info) | SqlType::Numeric(info) | SqlType::Dec(info) => match info {
-            ExactNumberInfo::PrecisionAndScale(p, s) => DataType::Decimal128(*p as u8, *s as i8),
-            ExactNumberInfo::Precision(p) => DataType::Decimal128(*p as u8, 0),
-            ExactNumberInfo::None => DataType::Decimal128(38, 10),
-        },
+        // As Flink: 1 <= precision <= 38 and 0 <= scale <= precision; any
+        // other is refused, never wrapped into another type.
+        SqlType::Decimal(info) | SqlType::Numeric(info) | SqlType::Dec(info) => {
+            let (p, s) = match info {
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
+                ExactNumberInfo::Precision(p) => (*p, 0),
+                ExactNumberInfo::None => (38, 10),
+            };
+            if !(1..=38).contains(&p) || s < 0 || s as u64 > p {
+                return None;
+            }
+            DataType::Decimal128(p as u8, s as i8)
+        }
         _ => return None,
     })
 }

@@ -136,8 +136,11 @@ fn statement(
         (options, watermark) = lift_table_clauses(&tokens, &mut blank)?;
     }
     lift_window_table_functions(&tokens, &mut blank);
+    // Blanking keeps every (line, column) but not byte offsets (a multi-byte
+    // character becomes one space): offsets are taken in the text as it is.
     for (from, to) in blank {
-        let (a, b) = (offsets.offset(from), offsets.offset(to));
+        let current = LineOffsets::new(&text);
+        let (a, b) = (current.offset(from), current.offset(to));
         blank_range(&mut text, a, b);
     }
     Ok(ScriptStatement {
@@ -403,7 +406,7 @@ fn blank_outside(sql: &str, from: usize, to: usize) -> String {
 /// just after its last character).
 fn blank_range(text: &mut String, from: usize, to: usize) {
     let to = to.min(text.len());
-    if from >= to {
+    if from >= to || !text.is_char_boundary(from) || !text.is_char_boundary(to) {
         return;
     }
     let replaced: String = text[from..to]
@@ -413,4 +416,68 @@ fn blank_range(text: &mut String, from: usize, to: usize) {
     // Columns count characters: a multi-byte character becomes one space,
     // so the line's later columns stay the same.
     text.replace_range(from..to, &replaced);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Pieces of Flink DDL and queries, to be shuffled into scripts.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("CREATE TABLE t (a INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)".to_string()),
+            Just(" WITH ('connector' = 'datagen', 'a' = 'b')".to_string()),
+            Just("SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start".to_string()),
+            Just(";".to_string()),
+            Just("\n".to_string()),
+            Just("-- ünïcödé ☃ ; comment\n".to_string()),
+            Just("/* 注释 ; */".to_string()),
+            Just("'straße'".to_string()),
+            Just("\"quoted ident\"".to_string()),
+            Just("(".to_string()),
+            Just(")".to_string()),
+            "[ -~]{0,12}",
+            "\\PC{0,6}",
+        ]
+    }
+
+    fn script() -> impl Strategy<Value = String> {
+        prop::collection::vec(piece(), 0..12).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text: no panic; an error names a place in the text; every
+        /// statement's text keeps the script's lines.
+        #[test]
+        fn reading_a_script_never_panics(sql in script()) {
+            match read_script(&sql) {
+                Ok(statements) => {
+                    for s in statements {
+                        prop_assert_eq!(s.text.lines().count(), sql.lines().count());
+                        prop_assert!(s.start.line >= 1);
+                    }
+                }
+                Err(e) => {
+                    let at = e.position();
+                    prop_assert!(at.line >= 1 && at.line as usize <= sql.lines().count().max(1) + 1, "{e}");
+                }
+            }
+        }
+
+        /// Arbitrary bytes as text, including multi-byte characters before DDL.
+        #[test]
+        fn non_ascii_before_a_create_table_keeps_its_options(prefix in "\\PC{0,20}") {
+            let sql = format!(
+                "-- {prefix}\nCREATE TABLE t (a INT) WITH ('connector' = 'datagen', 'number-of-rows' = '5')"
+            );
+            let statements = read_script(&sql).unwrap();
+            prop_assert_eq!(statements.len(), 1);
+            prop_assert_eq!(&statements[0].options["number-of-rows"].value, "5");
+            prop_assert!(!statements[0].text.contains("WITH"), "{}", statements[0].text);
+        }
+    }
 }

@@ -68,7 +68,10 @@ impl ViewTable {
         (range.lower.is_some() || range.upper.is_some()).then_some(range)
     }
 
-    fn rows(&self, filters: &[Expr]) -> DfResult<RecordBatch> {
+    /// The rows `filters` may select (DataFusion checks them again), at most
+    /// `limit` of them when no filter is left for DataFusion to apply.
+    fn rows(&self, filters: &[Expr], limit: Option<usize>) -> DfResult<RecordBatch> {
+        let limit = limit.unwrap_or(usize::MAX);
         let codec = ViewCodec::new(&self.schema, &self.key).map_err(external)?;
         let state = rows_state(&self.name);
         let mut values: Vec<Box<[u8]>> = Vec::new();
@@ -101,13 +104,16 @@ impl ViewTable {
                 Some(range) => range.encoded(self.schema.field(self.key[0]).data_type())?,
                 None => (Vec::new(), None),
             };
-            for part in &self.parts {
+            'parts: for part in &self.parts {
                 for key_group in part.key_groups.start..part.key_groups.end {
                     for (_, value) in part
                         .snapshot
                         .range(&state, key_group, &from, to.as_deref())
                         .map_err(external)?
                     {
+                        if values.len() >= limit {
+                            break 'parts;
+                        }
                         values.push(value);
                     }
                 }
@@ -275,7 +281,8 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.rows(filters)?;
+        // A limit reaches the scan only when no filter is left above it.
+        let batch = self.rows(filters, limit)?;
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, &[], limit)
             .await
@@ -285,11 +292,15 @@ impl TableProvider for ViewTable {
 /// A session over the views as of some checkpoints, and which ones.
 type CachedSession = (Vec<(String, Option<u64>)>, SessionContext);
 
+/// What a server adds to every session it makes (a catalog, functions).
+pub type SessionSetup = Arc<dyn Fn(&SessionContext) -> DfResult<()> + Send + Sync>;
+
 /// Runs read-only SQL over the views of a registry.
 #[derive(Clone)]
 pub struct ViewQueries {
     pub registry: ViewRegistry,
     cache: Arc<std::sync::Mutex<Option<CachedSession>>>,
+    setup: Option<SessionSetup>,
 }
 
 impl ViewQueries {
@@ -297,7 +308,14 @@ impl ViewQueries {
         ViewQueries {
             registry,
             cache: Default::default(),
+            setup: None,
         }
+    }
+
+    /// Runs `setup` on every session made over the views.
+    pub fn with_setup(mut self, setup: SessionSetup) -> Self {
+        self.setup = Some(setup);
+        self
     }
 
     /// A session whose tables are the views, the views of a job all as of
@@ -324,7 +342,9 @@ impl ViewQueries {
         {
             return Ok((ctx.clone(), versions));
         }
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+        );
         for name in names {
             let Some((schema, key, max_parallelism)) = self.registry.describe(&name) else {
                 continue;
@@ -333,7 +353,7 @@ impl ViewQueries {
                 .get(&name)
                 .map_or_else(Vec::new, |&v| self.registry.parts(&name, v));
             ctx.register_table(
-                &name,
+                datafusion::common::TableReference::bare(name.clone()),
                 Arc::new(ViewTable {
                     name: name.clone(),
                     schema,
@@ -342,6 +362,9 @@ impl ViewQueries {
                     parts,
                 }),
             )?;
+        }
+        if let Some(setup) = &self.setup {
+            setup(&ctx)?;
         }
         *cache = Some((signature, ctx.clone()));
         Ok((ctx, versions))

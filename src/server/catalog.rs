@@ -25,6 +25,7 @@ use headwater_sql::{SqlError, SqlOptions, plan_script};
 
 use super::engine::{Outcome, StatementError, lead};
 use super::jobs::{JobSpec, JobState, Jobs};
+use super::sandbox::{Sandbox, check_name};
 
 /// How the server's jobs run.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct ServeConfig {
     pub checkpoint_interval: Duration,
     /// Parallelism, restarts and state settings for every job.
     pub job: JobConfig,
+    /// The directories clients' statements may name files under.
+    pub sandbox: Sandbox,
 }
 
 /// A statement kept in the catalog: a table, or a running job's statement.
@@ -78,6 +81,10 @@ pub struct Catalog {
     kept: tokio::sync::Mutex<Vec<Kept>>,
     /// The instance number of the next job.
     next_instance: std::sync::atomic::AtomicU64,
+    /// Kept statements that failed to run again at start: still saved, so
+    /// that a server started once their cause is fixed runs them, until a
+    /// client drops them.
+    failed: std::sync::Mutex<Vec<Kept>>,
 }
 
 impl Catalog {
@@ -88,7 +95,20 @@ impl Catalog {
             jobs,
             kept: Default::default(),
             next_instance: std::sync::atomic::AtomicU64::new(1),
+            failed: Default::default(),
         }
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops a failed statement named `name`; whether there was one.
+    fn drop_failed(&self, name: &str, is_table: bool) -> bool {
+        let mut failed = self.failed();
+        let before = failed.len();
+        failed.retain(|k| !(k.name == name && k.is_table == is_table));
+        failed.len() < before
     }
 
     fn catalog_file(&self) -> PathBuf {
@@ -144,19 +164,37 @@ impl Catalog {
         })?;
         self.next_instance
             .store(file.next_instance, std::sync::atomic::Ordering::SeqCst);
+        let mut ran = 0;
         for kept in &file.statements {
-            self.run(&kept.sql, Some(kept)).await.map_err(|e| {
-                StatementError::new(
-                    e.code,
-                    format!("{}: a kept statement fails: {}", path.display(), e.message),
-                )
-            })?;
+            // A statement that no longer runs (its files moved, or are no
+            // longer allowed) is reported; the others start all the same.
+            let result = match self.config.sandbox.check(&kept.sql) {
+                Ok(()) => self.run(&kept.sql, Some(kept)).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => ran += 1,
+                Err(e) => {
+                    tracing::error!(
+                        "{}: the kept statement of `{}` fails, and is left out: {} ({})",
+                        path.display(),
+                        kept.name,
+                        e.message,
+                        e.code
+                    );
+                    self.jobs
+                        .failed_to_start(&kept.name, &kept.job(), &kept.sql, e.message);
+                    self.failed().push(kept.clone());
+                }
+            }
         }
-        Ok(file.statements.len())
+        Ok(ran)
     }
 
-    /// Runs `statement` if it changes the catalog; `None` if it is a query.
+    /// Runs a client's `statement` if it changes the catalog; `None` if it
+    /// is a query. It may name files only where the sandbox allows.
     pub async fn execute(&self, statement: &str) -> Result<Option<Outcome>, StatementError> {
+        self.config.sandbox.check(statement)?;
         self.run(statement, None).await
     }
 
@@ -172,6 +210,7 @@ impl Catalog {
         let mut kept = self.kept.lock().await;
         let outcome = if lead2 == "CREATE TABLE" || lead3 == "CREATE TEMPORARY TABLE" {
             let name = object_name(statement)?;
+            check_name(&name)?;
             if kept.iter().any(|k| k.is_table && k.name == name) {
                 return Err(StatementError::new(
                     "42P07",
@@ -196,6 +235,7 @@ impl Catalog {
         } else if lead3 == "CREATE MATERIALIZED VIEW" || lead2 == "INSERT INTO" {
             let is_view = lead2 == "CREATE MATERIALIZED";
             let name = object_name(statement)?;
+            check_name(&name)?;
             if is_view && self.views.describe(&name).is_some() {
                 return Err(StatementError::new(
                     "42P07",
@@ -240,7 +280,7 @@ impl Catalog {
                     self.views.remove_job(&job.job());
                     self.discard_when_ended(&job);
                 }
-                None if if_exists => {}
+                None if if_exists || self.drop_failed(&name, false) => {}
                 None => {
                     return Err(StatementError::new(
                         "42704",
@@ -258,9 +298,23 @@ impl Catalog {
             let if_exists = lead(statement, 4).ends_with("IF EXISTS");
             match kept.iter().position(|k| k.is_table && k.name == name) {
                 Some(i) => {
+                    let dependents: Vec<&str> = kept
+                        .iter()
+                        .filter(|k| !k.is_table && names_table(&k.sql, &name))
+                        .map(|k| k.name.as_str())
+                        .collect();
+                    if !dependents.is_empty() {
+                        return Err(StatementError::new(
+                            "2BP01",
+                            format!(
+                                "cannot drop table `{name}`: {} use it (drop them first)",
+                                dependents.join(", ")
+                            ),
+                        ));
+                    }
                     kept.remove(i);
                 }
-                None if if_exists => {}
+                None if if_exists || self.drop_failed(&name, true) => {}
                 None => {
                     return Err(StatementError::new(
                         "42P01",
@@ -376,7 +430,7 @@ impl Catalog {
         let temporary = path.with_extension("json.tmp");
         let file = CatalogFile {
             next_instance: self.next_instance.load(std::sync::atomic::Ordering::SeqCst),
-            statements: kept.to_vec(),
+            statements: kept.iter().chain(self.failed().iter()).cloned().collect(),
         };
         let text = serde_json::to_string_pretty(&file).expect("a catalog serializes");
         let written = std::fs::create_dir_all(&self.config.data_dir)
@@ -414,6 +468,22 @@ fn sql_error(e: &SqlError) -> StatementError {
         _ => "42000",
     };
     StatementError::new(code, e.to_string())
+}
+
+/// Whether `sql` names table `table` (a word that is its name, quoted as it
+/// was declared or not): the statements that would fail without it.
+fn names_table(sql: &str, table: &str) -> bool {
+    let Ok(statements) = read_script(sql) else {
+        return true; // Unreadable: assume it depends, rather than break it.
+    };
+    statements
+        .iter()
+        .flat_map(|s| &s.tokens)
+        .any(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_some() => w.value == table,
+            Token::Word(w) => w.value.to_lowercase() == table,
+            _ => false,
+        })
 }
 
 /// The name a statement declares, creates or drops: the first word after

@@ -68,7 +68,7 @@ pub async fn query(url: &str, token: Option<&str>, sql: &str) -> Result<Answer, 
     let mut request = Request::post(format!("{base}/v1/sql"))
         .header(hyper::header::HOST, address)
         .header(hyper::header::ACCEPT, ARROW_STREAM)
-        .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        .header(hyper::header::CONTENT_TYPE, "application/sql");
     if let Some(token) = token {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }

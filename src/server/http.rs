@@ -1,5 +1,6 @@
-//! The HTTP API (axum): `POST /v1/sql` runs statements and answers rows as
-//! JSON (or as an Arrow IPC stream, for `Accept:
+//! The HTTP API (axum): `POST /v1/sql` runs statements (sent as
+//! `application/sql` or `application/json`) and streams rows back as JSON
+//! (or as an Arrow IPC stream, for `Accept:
 //! application/vnd.apache.arrow.stream`); `GET /v1/views` and `GET /v1/jobs`
 //! describe what the server keeps; `GET /metrics` has every counter in the
 //! Prometheus text format. With a token, every request needs
@@ -18,11 +19,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
+use futures::{StreamExt, stream};
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
-use super::engine::{Engine, Outcome, StatementError};
+use super::engine::{Engine, Outcome, StatementError, query_error};
 use super::jobs::escape;
+use super::session::Session;
 
 /// The media type of an Arrow IPC stream.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -32,11 +38,37 @@ pub const COMMAND_HEADER: &str = "x-headwater-command";
 struct Http {
     engine: Engine,
     token: Option<String>,
+    /// The `Host` names a request may carry; `None`: any (a token guards
+    /// a server bound beyond loopback).
+    hosts: Option<Vec<String>>,
 }
 
 /// Serves the HTTP API on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, engine: Engine, token: Option<String>) {
-    let state = Arc::new(Http { engine, token });
+    let bound = listener.local_addr().ok();
+    let hosts = match bound {
+        Some(addr)
+            if !addr.ip().is_loopback() && !addr.ip().is_unspecified() && token.is_some() =>
+        {
+            None
+        }
+        Some(addr) if addr.ip().is_unspecified() && token.is_some() => None,
+        Some(addr) => Some(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "[::1]".to_string(),
+            match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            },
+        ]),
+        None => Some(vec!["localhost".to_string(), "127.0.0.1".to_string()]),
+    };
+    let state = Arc::new(Http {
+        engine,
+        token,
+        hosts,
+    });
     let app = Router::new()
         .route("/v1/sql", post(sql))
         .route("/v1/views", get(views))
@@ -49,14 +81,41 @@ pub async fn serve(listener: TcpListener, engine: Engine, token: Option<String>)
     }
 }
 
+/// Refuses a request from a page that rebinds its name to this server (its
+/// `Host` is not this server's), and one without the token.
 async fn authorize(State(http): State<Arc<Http>>, request: Request, next: Next) -> Response {
+    if let Some(hosts) = &http.hosts {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let name = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                &StatementError::new(
+                    "28000",
+                    format!(
+                        "the Host `{host}` is not this server's: requests must name it as localhost or its address"
+                    ),
+                ),
+                None,
+            );
+        }
+    }
     if let Some(token) = &http.token {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_str()) {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let same: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
+        if !same {
             let mut response = error_response(
                 StatusCode::UNAUTHORIZED,
                 &StatementError::new(
@@ -78,7 +137,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn error_response(status: StatusCode, e: &StatementError, statement: Option<usize>) -> Response {
+fn error_json(e: &StatementError, statement: Option<usize>) -> String {
     #[derive(Serialize)]
     struct Error<'a> {
         code: &'a str,
@@ -87,36 +146,83 @@ fn error_response(status: StatusCode, e: &StatementError, statement: Option<usiz
         #[serde(skip_serializing_if = "Option::is_none")]
         statement: Option<usize>,
     }
-    let body = serde_json::json!({
-        "error": Error { code: e.code, message: &e.message, statement }
-    });
-    json_response(status, body.to_string())
+    serde_json::to_string(&Error {
+        code: e.code,
+        message: &e.message,
+        statement,
+    })
+    .unwrap_or_else(|_| "{}".to_string())
 }
 
-/// The SQL of a request: the body as text, or `{"sql": ".."}` as JSON.
-fn request_sql(headers: &HeaderMap, body: &str) -> Result<String, StatementError> {
-    let is_json = headers
+fn error_response(status: StatusCode, e: &StatementError, statement: Option<usize>) -> Response {
+    json_response(
+        status,
+        format!("{{\"error\":{}}}", error_json(e, statement)),
+    )
+}
+
+/// The SQL of a request: `application/sql` (the statements as they are), or
+/// `application/json` (`{"sql": ".."}`). Nothing else: a web page can send
+/// plain text or a form to any server without asking, but not these.
+fn request_sql(headers: &HeaderMap, body: &str) -> Result<String, (StatusCode, StatementError)> {
+    let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Ok(body.to_string());
-    }
-    #[derive(serde::Deserialize)]
-    struct Request {
-        sql: String,
-    }
-    serde_json::from_str::<Request>(body)
-        .map(|r| r.sql)
-        .map_err(|e| {
-            StatementError::new("08P01", format!("the body is not {{\"sql\": \"..\"}}: {e}"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
         })
+        .unwrap_or_default();
+    match media.as_str() {
+        "application/sql" => Ok(body.to_string()),
+        "application/json" => {
+            #[derive(serde::Deserialize)]
+            struct Request {
+                sql: String,
+            }
+            serde_json::from_str::<Request>(body)
+                .map(|r| r.sql)
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        StatementError::new(
+                            "08P01",
+                            format!("the body is not {{\"sql\": \"..\"}}: {e}"),
+                        ),
+                    )
+                })
+        }
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatementError::new(
+                "08P01",
+                format!(
+                    "send SQL as application/sql, or as application/json {{\"sql\": \"..\"}}, not `{other}`"
+                ),
+            ),
+        )),
+    }
+}
+
+fn status_of(e: &StatementError) -> StatusCode {
+    if e.code.starts_with("XX") || e.code.starts_with("58") {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else if e.code == "57014" {
+        StatusCode::REQUEST_TIMEOUT
+    } else if e.code == "53200" || e.code == "54001" {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::BAD_REQUEST
+    }
 }
 
 async fn sql(State(http): State<Arc<Http>>, headers: HeaderMap, body: String) -> Response {
     let sql = match request_sql(&headers, &body) {
         Ok(sql) => sql,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e, None),
+        Err((status, e)) => return error_response(status, &e, None),
     };
     let statements = super::engine::split_statements(&sql);
     if statements.is_empty() {
@@ -126,105 +232,163 @@ async fn sql(State(http): State<Arc<Http>>, headers: HeaderMap, body: String) ->
             None,
         );
     }
-    let mut outcomes = Vec::new();
-    for (i, statement) in statements.iter().enumerate() {
-        match http.engine.execute(statement).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                let status = if e.code.starts_with("XX") || e.code.starts_with("58") {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return error_response(status, &e, Some(i + 1));
-            }
-        }
-    }
     let wants_arrow = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
-    let result = if wants_arrow {
-        arrow_answer(outcomes.pop())
-    } else {
-        json_answer(&outcomes)
-    };
-    result.unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, &e, None))
+    // Every statement runs (a query is planned and started) before the
+    // answer begins, so that any error gets an HTTP status and the number of
+    // its statement; the rows then stream, statement by statement.
+    let mut session = Session::default();
+    let mut outcomes = Vec::new();
+    for (i, statement) in statements.iter().enumerate() {
+        match http.engine.execute(statement, &mut session).await {
+            Ok(outcome) => outcomes.push((i, outcome)),
+            Err(e) => return error_response(status_of(&e), &e, Some(i + 1)),
+        }
+    }
+    if wants_arrow {
+        return arrow_answer(outcomes.pop().map(|(_, o)| o));
+    }
+    let (sender, receiver) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let _ = json_answer(outcomes, &sender).await;
+    });
+    let body = stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), receiver))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
-/// The last statement's rows as an Arrow IPC stream (its tag in a header
-/// when it has no rows).
-fn arrow_answer(outcome: Option<Outcome>) -> Result<Response, StatementError> {
-    let failed = |e: arrow::error::ArrowError| StatementError::new("XX000", e.to_string());
-    match outcome {
-        Some(Outcome::Rows { schema, batches }) => {
-            let mut bytes = Vec::new();
-            let mut writer =
-                arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).map_err(failed)?;
-            for batch in &batches {
-                writer.write(batch).map_err(failed)?;
-            }
-            writer.finish().map_err(failed)?;
-            drop(writer);
-            Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response())
-        }
+/// The last statement's rows as an Arrow IPC stream, batch by batch (its
+/// tag in a header when it has no rows).
+fn arrow_answer(outcome: Option<Outcome>) -> Response {
+    let rows = match outcome {
+        Some(Outcome::Rows(rows)) => rows,
         Some(Outcome::Done { tag }) => {
             let mut response = StatusCode::OK.into_response();
             if let Ok(value) = HeaderValue::from_str(&tag) {
                 response.headers_mut().insert(COMMAND_HEADER, value);
             }
-            Ok(response)
+            return response;
         }
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
-    }
+        None => return StatusCode::NO_CONTENT.into_response(),
+    };
+    let schema = rows.schema.clone();
+    let writer = match arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema) {
+        Ok(writer) => writer,
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &StatementError::new("XX000", e.to_string()),
+                None,
+            );
+        }
+    };
+    let chunks = stream::unfold(
+        (rows.stream, Some(writer)),
+        |(mut batches, writer)| async move {
+            let mut writer = writer?;
+            let chunk = match batches.next().await {
+                Some(Ok(batch)) => writer.write(&batch).map(|()| true),
+                Some(Err(e)) => {
+                    let e = query_error(e);
+                    return Some((Err(std::io::Error::other(e.message)), (batches, None)));
+                }
+                None => writer.finish().map(|()| false),
+            };
+            match chunk {
+                Ok(more) => {
+                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
+                    Some((Ok(bytes), (batches, more.then_some(writer))))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (batches, None))),
+            }
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, ARROW_STREAM)],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
-/// Every statement's result: rows as JSON objects, or its command tag.
-fn json_answer(outcomes: &[Outcome]) -> Result<Response, StatementError> {
-    let mut body = String::from("{\"results\":[");
-    for (i, outcome) in outcomes.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
+/// Every statement's result, as JSON: rows as objects, streamed batch by
+/// batch, or a command tag. A query that fails once its rows have started
+/// (a timeout, too much memory) ends the answer with `"error"` next to
+/// `"results"`.
+async fn json_answer(
+    outcomes: Vec<(usize, Outcome)>,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<(), mpsc::error::SendError<Bytes>> {
+    let send = |text: String| out.send(Bytes::from(text));
+    send("{\"results\":[".to_string()).await?;
+    for (n, (i, outcome)) in outcomes.into_iter().enumerate() {
+        let separator = if n == 0 { "" } else { "," };
         match outcome {
-            Outcome::Rows { schema, batches } => {
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                let columns = serde_json::to_string(&columns(schema))
-                    .map_err(|e| StatementError::new("XX000", e.to_string()))?;
-                let _ = write!(
-                    body,
-                    "{{\"columns\":{columns},\"row_count\":{rows},\"rows\":{}}}",
-                    rows_json(batches)?
-                );
-            }
             Outcome::Done { tag } => {
-                let _ = write!(
-                    body,
-                    "{{\"command\":{}}}",
-                    serde_json::Value::from(tag.as_str())
-                );
+                send(format!(
+                    "{separator}{{\"command\":{}}}",
+                    serde_json::Value::from(tag)
+                ))
+                .await?;
+            }
+            Outcome::Rows(mut rows) => {
+                let columns = serde_json::to_string(&columns(&rows.schema)).unwrap_or_default();
+                send(format!("{separator}{{\"columns\":{columns},\"rows\":[")).await?;
+                let mut count = 0usize;
+                while let Some(batch) = rows.stream.next().await {
+                    let encoded = batch
+                        .map_err(query_error)
+                        .and_then(|b| rows_json(&b).map(|t| (t, b.num_rows())));
+                    match encoded {
+                        Ok((text, rows_in_batch)) => {
+                            let comma = if count > 0 && rows_in_batch > 0 {
+                                ","
+                            } else {
+                                ""
+                            };
+                            count += rows_in_batch;
+                            send(format!("{comma}{text}")).await?;
+                        }
+                        Err(e) => {
+                            let e = error_json(&e, Some(i + 1));
+                            return send(format!("]}}],\"error\":{e}}}")).await;
+                        }
+                    }
+                }
+                send(format!("],\"row_count\":{count}}}")).await?;
             }
         }
     }
-    body.push_str("]}");
-    Ok(json_response(StatusCode::OK, body))
+    send("]}".to_string()).await
 }
 
-/// Rows as a JSON array of objects, NULLs included.
-fn rows_json(batches: &[RecordBatch]) -> Result<String, StatementError> {
+/// A batch's rows as JSON objects separated by commas (no brackets), NULLs
+/// included.
+fn rows_json(batch: &RecordBatch) -> Result<String, StatementError> {
+    if batch.num_rows() == 0 {
+        return Ok(String::new());
+    }
     let failed = |e: arrow::error::ArrowError| StatementError::new("XX000", e.to_string());
     let mut writer = arrow::json::WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, arrow::json::writer::JsonArray>(Vec::new());
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    writer.write_batches(&refs).map_err(failed)?;
+    writer.write(batch).map_err(failed)?;
     writer.finish().map_err(failed)?;
     let bytes = writer.into_inner();
-    Ok(if bytes.is_empty() {
-        "[]".to_string()
-    } else {
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+    let text = String::from_utf8_lossy(&bytes);
+    let inner = text.trim();
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let inner = inner.strip_suffix(']').unwrap_or(inner);
+    Ok(inner.to_string())
 }
 
 #[derive(Serialize)]

@@ -128,6 +128,28 @@ impl Jobs {
         id
     }
 
+    /// Records a kept statement that could not start again when the server
+    /// restarted: it shows as failed, with why.
+    pub fn failed_to_start(&self, name: &str, key: &str, sql: &str, error: String) {
+        let mut entries = self.lock();
+        let id = entries.last().map_or(1, |e| e.id + 1);
+        entries.push(Entry {
+            id,
+            name: name.to_string(),
+            key: key.to_string(),
+            spec: JobSpec {
+                sql: sql.trim().to_string(),
+                views: Vec::new(),
+                parallelism: 0,
+                sources: Vec::new(),
+            },
+            started: SystemTime::now(),
+            state: JobState::Failed(error),
+            metrics: JobMetrics::default(),
+            stop: CancellationToken::new(),
+        });
+    }
+
     /// Records how job `id` ended.
     pub fn ended(&self, id: u64, state: JobState) {
         if let Some(e) = self.lock().iter_mut().find(|e| e.id == id) {

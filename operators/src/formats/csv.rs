@@ -31,6 +31,24 @@ impl RecordFormat for CsvFormat {
             .build_decoder();
         Ok(CsvRecords { decoder })
     }
+
+    /// arrow-csv's message without the data it quotes (`Error while parsing
+    /// value 'x' as type Int64 for column 0 at line 3. Row data: '[..]'`).
+    fn describe(&self, _line: &[u8], error: &ArrowError) -> String {
+        without_data(&error.to_string())
+    }
+}
+
+fn without_data(message: &str) -> String {
+    let message = message.split(" Row data:").next().unwrap_or(message);
+    match (message.find(" value '"), message.rfind("' as type ")) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{}", &message[..start], &message[end + 1..])
+        }
+        _ => message.to_string(),
+    }
+    .trim_end_matches('.')
+    .to_string()
 }
 
 impl RecordDecoder for CsvRecords {
@@ -58,6 +76,17 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 
     use super::*;
+
+    #[test]
+    fn errors_leave_the_data_out() {
+        let m = without_data(
+            "Parser error: Error while parsing value 'root:x:0' as type Int64 for column 0 at line 3. Row data: '[root:x:0,1]'",
+        );
+        assert_eq!(
+            m,
+            "Parser error: Error while parsing as type Int64 for column 0 at line 3"
+        );
+    }
     use crate::formats::{ChunkDecoder, LineDecoder};
 
     #[test]

@@ -11,6 +11,42 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use super::{RecordDecoder, RecordFormat};
 use crate::error::OperatorError;
 
+/// The deepest nesting of arrays and objects a line may have. arrow-json's
+/// error path walks a value recursively, so a line like `{"a":[[[[..]]]]}`
+/// nested thousands deep would overflow the stack: such a line is a bad line.
+pub const MAX_JSON_NESTING: usize = 128;
+
+/// The byte offset where `bytes` first nests deeper than `limit`, outside
+/// strings (each line starts afresh).
+pub fn nesting_beyond(bytes: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' || b == b'\n' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => depth = 0,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// JSON objects, one per line, in a fixed schema. Fields not in the schema are
 /// ignored; a missing nullable field is NULL. A timestamp field takes an
 /// RFC 3339 string or epoch milliseconds.
@@ -43,11 +79,47 @@ impl RecordFormat for JsonFormat {
             let message = message.split(" at line ").next().unwrap_or(&message);
             return format!("invalid JSON at column {}: {message}", e.column());
         }
-        match error {
+        let message = match error {
             ArrowError::JsonError(m) => m.clone(),
             other => other.to_string(),
+        };
+        without_value(&message)
+    }
+
+    fn refuse(&self, bytes: &[u8]) -> Option<(usize, String)> {
+        nesting_beyond(bytes, MAX_JSON_NESTING).map(|at| {
+            (
+                at,
+                format!("JSON nested deeper than {MAX_JSON_NESTING} levels"),
+            )
+        })
+    }
+}
+
+/// arrow-json's message without the value it quotes (`expected i64 got
+/// "root:x:0:0"`): an error names the field and the type, never the data.
+fn without_value(message: &str) -> String {
+    let message = match message.find(" got ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    // `failed to parse "root:x:0:0" as Int64`: quoted data goes.
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..start]);
+        match rest[start + 1..].find('"') {
+            Some(end) => {
+                out.push_str("the value");
+                rest = &rest[start + 1 + end + 1..];
+            }
+            None => {
+                rest = "";
+            }
         }
     }
+    out.push_str(rest);
+    out
 }
 
 impl RecordDecoder for JsonRecords {
@@ -107,5 +179,42 @@ mod tests {
             &Int64Array::from(vec![7])
         );
         assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn a_line_nested_too_deep_is_a_bad_line_and_the_rest_decode() {
+        let mut d = ChunkDecoder::new(JsonFormat { schema: schema() }, 8).unwrap();
+        let deep = format!("{{\"id\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let input = format!("{{\"id\":1}}\n{deep}\n{{\"id\":3,\"name\":\"[[[[\"}}\n");
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        d.decode(input.as_bytes(), &mut out, &mut bad).unwrap();
+        let ids: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].offset, 9);
+        assert!(bad[0].error.contains("nested deeper"), "{}", bad[0].error);
+        assert!(bad[0].error.contains("column 134"), "{}", bad[0].error);
+    }
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting_beyond(br#"{"a":"[[[[[[["}"#, 2), None);
+        assert_eq!(nesting_beyond(br#"{"a":"\"[[[[[[["}"#, 2), None);
+        assert_eq!(nesting_beyond(br#"{"a":[[1]]}"#, 2), Some(6));
+        assert_eq!(nesting_beyond(b"{\"a\":[1]}\n{\"a\":[1]}", 2), None);
+    }
+
+    #[test]
+    fn errors_name_the_field_but_not_the_value() {
+        let mut d = ChunkDecoder::new(JsonFormat { schema: schema() }, 8).unwrap();
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        d.decode(b"{\"id\":\"root:x:0:0\"}\n", &mut out, &mut bad)
+            .unwrap();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].error.contains("id"), "{}", bad[0].error);
+        assert!(!bad[0].error.contains("root"), "{}", bad[0].error);
     }
 }
