@@ -17,32 +17,49 @@ use crate::error::OperatorError;
 pub const MAX_JSON_NESTING: usize = 128;
 
 /// The byte offset where `bytes` first nests deeper than `limit`, outside
-/// strings (each line starts afresh).
+/// strings, read as arrow-json reads them: values may span lines. Strings
+/// are skipped with memchr; a stray closer counts as depth 0 (arrow-json
+/// refuses it on its own, without recursing).
 pub fn nesting_beyond(bytes: &[u8], limit: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' || b == b'\n' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
+    const PLAIN: u8 = 0;
+    const QUOTE: u8 = 1;
+    const OPEN: u8 = 2;
+    const CLOSE: u8 = 3;
+    static CLASS: [u8; 256] = {
+        let mut class = [PLAIN; 256];
+        class[b'"' as usize] = QUOTE;
+        class[b'[' as usize] = OPEN;
+        class[b'{' as usize] = OPEN;
+        class[b']' as usize] = CLOSE;
+        class[b'}' as usize] = CLOSE;
+        class
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match CLASS[bytes[i] as usize] {
+            PLAIN => {}
+            QUOTE => loop {
+                // To the closing quote, past escapes.
+                i += 1;
+                match memchr::memchr2(b'"', b'\\', bytes.get(i..)?) {
+                    Some(k) if bytes[i + k] == b'\\' => i += k + 1,
+                    Some(k) => {
+                        i += k;
+                        break;
+                    }
+                    None => return None,
+                }
+            },
+            OPEN => {
                 depth += 1;
                 if depth > limit {
                     return Some(i);
                 }
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b'\n' => depth = 0,
-            _ => {}
+            _ => depth = depth.saturating_sub(1),
         }
+        i += 1;
     }
     None
 }
@@ -205,6 +222,10 @@ mod tests {
         assert_eq!(nesting_beyond(br#"{"a":"\"[[[[[[["}"#, 2), None);
         assert_eq!(nesting_beyond(br#"{"a":[[1]]}"#, 2), Some(6));
         assert_eq!(nesting_beyond(b"{\"a\":[1]}\n{\"a\":[1]}", 2), None);
+        // A value may span lines: arrow-json reads on.
+        assert_eq!(nesting_beyond(b"{\"a\":[\n[1]]}", 2), Some(7));
+        assert_eq!(nesting_beyond(br#"{"a":"\\"}"#, 0), Some(0));
+        assert_eq!(nesting_beyond(br#"{"a":"unterminated [[["#, 1), None);
     }
 
     #[test]

@@ -105,6 +105,14 @@ pub(crate) fn lines(chunk: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     })
 }
 
+/// Whether `rows` is the number of non-blank lines of `chunk`: counted
+/// first by newlines (SIMD), and line by line only if that differs.
+fn one_row_per_line(chunk: &[u8], rows: usize) -> bool {
+    let newlines = memchr::memchr_iter(b'\n', chunk).count();
+    let unterminated = usize::from(chunk.last().is_some_and(|&b| b != b'\n'));
+    rows == newlines + unterminated || rows == lines(chunk).count()
+}
+
 /// A streaming decoder of one format: bytes in, batches out.
 pub(crate) trait RecordDecoder: Send {
     /// Decodes all of `bytes`, pushing each full batch to `out`.
@@ -168,11 +176,7 @@ impl<F: RecordFormat> LineDecoder for ChunkDecoder<F> {
         // objects on a line make two rows, both without an error.
         if self.format.refuse(chunk).is_none()
             && self.decode_whole(chunk, out).is_ok()
-            && out[first..]
-                .iter()
-                .map(RecordBatch::num_rows)
-                .sum::<usize>()
-                == lines(chunk).count()
+            && one_row_per_line(chunk, out[first..].iter().map(RecordBatch::num_rows).sum())
         {
             return Ok(());
         }
