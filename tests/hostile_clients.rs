@@ -802,3 +802,94 @@ async fn postgres_tools_find_the_views_in_the_catalog() {
     assert!(out.contains("auction") && out.contains("total"), "{out}");
     assert_healthy(&mut server, &dirs).await;
 }
+
+/// `headwater run` serves its views to the same clients: its script is
+/// trusted, their statements are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_script_serves_hostile_clients_and_lives_on() {
+    let dirs = Dirs::new();
+    let path = write_bids(
+        dirs.allowed.path(),
+        "bids.jsonl",
+        &(0..20)
+            .map(|i| format!("{{\"auction\":{},\"price\":{i}}}", i % 4))
+            .collect::<Vec<_>>(),
+    );
+    let script = dirs.allowed.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "{};\nCREATE MATERIALIZED VIEW totals AS SELECT auction, sum(price) AS total FROM bids GROUP BY auction;",
+            bids_table("bids", &path, "")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .arg("run")
+        .arg(&script)
+        .args([
+            "--pg-port",
+            "0",
+            "--http-port",
+            "0",
+            "--query-memory",
+            "64MiB",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut pg, mut http_addr) = (None, None);
+    while pg.is_none() || http_addr.is_none() {
+        let line = lines.next().expect("the addresses").unwrap();
+        if let Some(a) = line.strip_prefix("postgres: ") {
+            pg = Some(a.to_string());
+        }
+        if let Some(a) = line.strip_prefix("http: http://") {
+            http_addr = Some(a.to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let mut server = Server {
+        child,
+        pg: pg.unwrap(),
+        http: http_addr.unwrap(),
+    };
+    let client = pg_connect(&server.pg).await;
+    wait_for_rows(&client, "SELECT total FROM totals").await;
+
+    // No statement of a client changes anything here.
+    let stolen = bids_table("stolen", &dirs.outside.path().join("secret.txt"), "");
+    assert_eq!(pg_error(&client, &stolen).await, "25006");
+    assert_eq!(
+        http_error(&server, "DROP MATERIALIZED VIEW totals"),
+        "25006"
+    );
+    let long = format!("SELECT 1{}", "+1".repeat(20_000));
+    assert_eq!(pg_error(&client, &long).await, "54001");
+    assert_eq!(
+        pg_error(
+            &client,
+            "SELECT count(DISTINCT (value * 7919) % 50000000) FROM generate_series(1, 50000000)"
+        )
+        .await,
+        "53200"
+    );
+    client
+        .batch_execute("SET statement_timeout = '200ms'")
+        .await
+        .unwrap();
+    assert_eq!(
+        pg_error(
+            &client,
+            "SELECT count(*) FROM generate_series(1, 100000000000)"
+        )
+        .await,
+        "57014"
+    );
+    // The view is still there, whole.
+    let rows = client.query("SELECT total FROM totals", &[]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_healthy(&mut server, &dirs).await;
+}
