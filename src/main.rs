@@ -156,7 +156,8 @@ struct ServerOptions {
     /// 5m; 0 for none. A session may `SET statement_timeout`.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     statement_timeout: std::time::Duration,
-    /// Postgres connections open at once; more are refused (SQLSTATE 53300).
+    /// Connections open at once, for each of Postgres and HTTP; more are
+    /// refused (SQLSTATE 53300; HTTP status 503).
     #[arg(long, default_value_t = 100)]
     max_connections: usize,
 }

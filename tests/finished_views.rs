@@ -120,6 +120,46 @@ async fn a_large_view_is_read_whole_after_the_job_ends() {
             .get(0);
         assert_eq!(one, reference[&4242].0);
     }
+    // A range on the key reads that range, across batches and key groups.
+    let rows = client
+        .query(
+            "SELECT customer_id, n FROM per_customer WHERE customer_id >= 1000 AND customer_id < 91000",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: BTreeMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: BTreeMap<i64, i64> = reference
+        .range(1000..91000)
+        .map(|(&k, &(n, _))| (k, n))
+        .collect();
+    assert!(got == expected, "the key range's rows differ");
+    // A LIMIT reaches the scan, which stops reading there.
+    let plan = client
+        .simple_query("EXPLAIN SELECT customer_id, total FROM per_customer LIMIT 7")
+        .await
+        .unwrap();
+    let plan: String = plan
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("StreamingTableExec") && plan.contains("fetch=7"),
+        "the limit does not reach the view's scan:\n{plan}"
+    );
+    let limited = client
+        .query("SELECT customer_id, total FROM per_customer LIMIT 7", &[])
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 7);
+    for row in &limited {
+        let key: i64 = row.get(0);
+        assert_eq!(reference[&key].1, row.get::<_, i64>(1));
+    }
     assert!(started.elapsed() < Duration::from_secs(120));
     drop(server);
 }

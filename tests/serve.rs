@@ -5,30 +5,22 @@
 //! SIGKILLed and started again over its data directory, and the view comes
 //! back with the same rows; a dropped view is gone.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{Server, spawn_server};
 
 const TOKEN: &str = "s3cret-token";
 const PASSWORD: &str = "pg-pass";
 
-struct Server {
-    child: Child,
-    pg: String,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_headwater"));
+    command
         .args([
             "serve",
             "--pg-port",
@@ -52,28 +44,8 @@ fn start(data: &Path) -> Server {
         .arg("--allow-path")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql/data"))
         .arg("--allow-path")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut pg, mut http) = (None, None);
-    while pg.is_none() || http.is_none() {
-        let line = lines.next().expect("the addresses").unwrap();
-        if let Some(a) = line.strip_prefix("postgres: ") {
-            pg = Some(a.to_string());
-        }
-        if let Some(a) = line.strip_prefix("http: http://") {
-            http = Some(a.to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        pg: pg.unwrap(),
-        http: http.unwrap(),
-    }
+        .arg(data);
+    spawn_server(command)
 }
 
 /// One HTTP/1.1 request; returns the status and the body.

@@ -14,6 +14,7 @@ pub mod ddl;
 pub mod error;
 pub mod planner;
 pub mod script;
+pub mod view_scan;
 pub mod views;
 
 pub use error::{Position, SqlError};

@@ -17,10 +17,13 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::SessionContext;
 use headwater_operators::view::{SnapshotPart, ViewCodec, ViewRegistry, rows_state};
 use headwater_runtime::key_groups::key_group_of;
 use headwater_runtime::key_hash::hash_columns;
+
+use crate::view_scan::{PartScan, read_failed};
 
 /// A view as of one checkpoint.
 #[derive(Debug)]
@@ -68,54 +71,28 @@ impl ViewTable {
         (range.lower.is_some() || range.upper.is_some()).then_some(range)
     }
 
-    /// The rows `filters` may select (DataFusion checks them again), at most
-    /// `limit` of them when no filter is left for DataFusion to apply.
-    fn rows(&self, filters: &[Expr], limit: Option<usize>) -> DfResult<RecordBatch> {
-        let limit = limit.unwrap_or(usize::MAX);
+    /// The rows whose key is `key`: one lookup in the copy that holds it.
+    fn lookup(&self, key: &[ScalarValue]) -> DfResult<RecordBatch> {
         let codec = ViewCodec::new(&self.schema, &self.key).map_err(external)?;
         let state = rows_state(&self.name);
-        let mut values: Vec<Box<[u8]>> = Vec::new();
-        if let Some(key) = self.key_values(filters) {
-            let columns: Vec<ArrayRef> = key
-                .iter()
-                .zip(&self.key)
-                .map(|(v, &i)| v.cast_to(self.schema.field(i).data_type())?.to_array())
-                .collect::<DfResult<_>>()?;
-            let encoded = codec.keys.convert_columns(&columns)?;
-            let mut hashes = Vec::new();
-            hash_columns(&columns, 1, &mut hashes).map_err(external)?;
-            let key_group = key_group_of(hashes[0], self.max_parallelism);
-            for part in &self.parts {
-                if part.key_groups.start <= key_group && key_group < part.key_groups.end {
-                    if let Some(v) = part
-                        .snapshot
-                        .get(&state, key_group, encoded.row(0).as_ref())
-                        .map_err(external)?
-                    {
-                        values.push(v.into());
-                    }
-                }
-            }
-        } else {
-            // A range on the key's first column bounds the scan of every key
-            // group: the row format keeps the column's order, and a key's
-            // encoding starts with its first column's.
-            let (from, to) = match self.key_range(filters) {
-                Some(range) => range.encoded(self.schema.field(self.key[0]).data_type())?,
-                None => (Vec::new(), None),
-            };
-            'parts: for part in &self.parts {
-                for key_group in part.key_groups.start..part.key_groups.end {
-                    for (_, value) in part
-                        .snapshot
-                        .range(&state, key_group, &from, to.as_deref())
-                        .map_err(external)?
-                    {
-                        if values.len() >= limit {
-                            break 'parts;
-                        }
-                        values.push(value);
-                    }
+        let columns: Vec<ArrayRef> = key
+            .iter()
+            .zip(&self.key)
+            .map(|(v, &i)| v.cast_to(self.schema.field(i).data_type())?.to_array())
+            .collect::<DfResult<_>>()?;
+        let encoded = codec.keys.convert_columns(&columns)?;
+        let mut hashes = Vec::new();
+        hash_columns(&columns, 1, &mut hashes).map_err(external)?;
+        let key_group = key_group_of(hashes[0], self.max_parallelism);
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for part in &self.parts {
+            if part.key_groups.start <= key_group && key_group < part.key_groups.end {
+                if let Some(v) = part
+                    .snapshot
+                    .get(&state, key_group, encoded.row(0).as_ref())
+                    .map_err(|e| read_failed(&self.name, &e))?
+                {
+                    values.push(v);
                 }
             }
         }
@@ -123,6 +100,32 @@ impl ViewTable {
         let rows = values.iter().map(|v| parser.parse(v));
         let columns = codec.rows.convert_rows(rows)?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// A scan of every copy, batch by batch, bounded by a range on the key's
+    /// first column from `filters` when they have one.
+    fn scan_parts(&self, filters: &[Expr]) -> DfResult<Vec<Arc<dyn PartitionStream>>> {
+        // A range on the key's first column bounds the scan of every key
+        // group: the row format keeps the column's order, and a key's
+        // encoding starts with its first column's.
+        let (from, to) = match self.key_range(filters) {
+            Some(range) => range.encoded(self.schema.field(self.key[0]).data_type())?,
+            None => (Vec::new(), None),
+        };
+        Ok(self
+            .parts
+            .iter()
+            .map(|part| {
+                Arc::new(PartScan {
+                    view: self.name.clone(),
+                    schema: self.schema.clone(),
+                    key: self.key.clone(),
+                    part: part.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect())
     }
 }
 
@@ -282,10 +285,27 @@ impl TableProvider for ViewTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         // A limit reaches the scan only when no filter is left above it.
-        let batch = self.rows(filters, limit)?;
-        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
-            .scan(state, projection, &[], limit)
-            .await
+        if let Some(key) = self.key_values(filters) {
+            let batch = self.lookup(&key)?;
+            return MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+                .scan(state, projection, &[], limit)
+                .await;
+        }
+        let parts = self.scan_parts(filters)?;
+        if parts.is_empty() {
+            // No checkpoint published yet: no rows.
+            return MemTable::try_new(self.schema.clone(), vec![vec![]])?
+                .scan(state, projection, &[], limit)
+                .await;
+        }
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            parts,
+            projection,
+            [],
+            false,
+            limit,
+        )?))
     }
 }
 

@@ -165,16 +165,28 @@ impl Catalog {
         self.next_instance
             .store(file.next_instance, std::sync::atomic::Ordering::SeqCst);
         let mut ran = 0;
+        // Tables that failed, with why: a job that reads one fails for that.
+        let mut failed_tables: Vec<(String, String)> = Vec::new();
         for kept in &file.statements {
             // A statement that no longer runs (its files moved, or are no
             // longer allowed) is reported; the others start all the same.
-            let result = match self.config.sandbox.check(&kept.sql) {
-                Ok(()) => self.run(&kept.sql, Some(kept)).await.map(|_| ()),
-                Err(e) => Err(e),
+            let failed_input = failed_tables
+                .iter()
+                .find(|(table, _)| !kept.is_table && names_table(&kept.sql, table));
+            let result = match (failed_input, self.config.sandbox.check(&kept.sql)) {
+                (Some((table, why)), _) => Err(StatementError::new(
+                    "55000",
+                    format!("it reads table `{table}`, which failed to start: {why}"),
+                )),
+                (None, Ok(())) => self.run(&kept.sql, Some(kept)).await.map(|_| ()),
+                (None, Err(e)) => Err(e),
             };
             match result {
                 Ok(()) => ran += 1,
                 Err(e) => {
+                    if kept.is_table {
+                        failed_tables.push((kept.name.clone(), e.message.clone()));
+                    }
                     tracing::error!(
                         "{}: the kept statement of `{}` fails, and is left out: {} ({})",
                         path.display(),
@@ -442,9 +454,11 @@ impl Catalog {
             })
             .and_then(|_| std::fs::rename(&temporary, &path));
         written.map_err(|e| {
+            // The client learns what failed; the server's paths go to its log.
+            tracing::error!("the catalog cannot be saved to {}: {e}", path.display());
             StatementError::new(
                 "58030",
-                format!("the catalog cannot be saved to {}: {e}", path.display()),
+                format!("the catalog cannot be saved ({}): the server's log has more", e.kind()),
             )
         })
     }

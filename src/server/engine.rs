@@ -171,9 +171,22 @@ impl Engine {
     }
 
     /// Plans a query over the views as of their newest checkpoints.
+    ///
+    /// Planning is CPU work that never yields: it runs on a blocking thread,
+    /// so that the statement's deadline (or a cancel) answers the client on
+    /// time, and the threads that serve other clients stay free. A plan
+    /// abandoned there ends by itself; the statement size limit bounds it.
     pub async fn plan(&self, statement: &str) -> Result<DataFrame, StatementError> {
         let (ctx, _) = self.queries.session().await.map_err(query_error)?;
-        self.planner.plan(&ctx, statement).await
+        let planner = self.planner.clone();
+        let statement = statement.to_string();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(planner.plan(&ctx, &statement)))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("planning a statement failed: {e}");
+                Err(StatementError::new("XX000", "planning the statement failed"))
+            })
     }
 
     /// Starts a planned query: its rows, as they come, until the deadline.

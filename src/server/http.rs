@@ -43,7 +43,8 @@ struct Http {
     hosts: Option<Vec<String>>,
 }
 
-/// Serves the HTTP API on `listener` until the process ends.
+/// Serves the HTTP API on `listener` until the process ends, to at most
+/// the engine's connection limit at once.
 pub async fn serve(listener: TcpListener, engine: Engine, token: Option<String>) {
     let bound = listener.local_addr().ok();
     let hosts = match bound {
@@ -64,6 +65,7 @@ pub async fn serve(listener: TcpListener, engine: Engine, token: Option<String>)
         ]),
         None => Some(vec!["localhost".to_string(), "127.0.0.1".to_string()]),
     };
+    let limit = engine.limits().max_connections;
     let state = Arc::new(Http {
         engine,
         token,
@@ -76,6 +78,7 @@ pub async fn serve(listener: TcpListener, engine: Engine, token: Option<String>)
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
+    let listener = super::http_connections::LimitedListener::new(listener, limit);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("the HTTP server stopped: {e}");
     }

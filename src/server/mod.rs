@@ -11,6 +11,7 @@ pub mod client;
 pub mod engine;
 pub mod guard;
 pub mod http;
+pub mod http_connections;
 pub mod jobs;
 pub mod pg;
 pub mod query;

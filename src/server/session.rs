@@ -37,6 +37,11 @@ pub struct Session {
     values: BTreeMap<String, String>,
 }
 
+/// The first words of the statements a session answers by itself.
+pub const SESSION_COMMANDS: &[&str] = &[
+    "SET", "RESET", "SHOW", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "DISCARD",
+];
+
 impl Session {
     /// The timeout of the next statement, given the server's default.
     pub fn timeout(&self, server_default: Option<Duration>) -> Option<Duration> {
@@ -55,6 +60,9 @@ impl Session {
     ) -> Option<Result<Outcome, StatementError>> {
         let words = words(statement)?;
         let first = words.first()?.to_uppercase();
+        if !SESSION_COMMANDS.contains(&first.as_str()) {
+            return None;
+        }
         Some(match first.as_str() {
             "SET" => self.set(&words[1..]).map(|()| done("SET")),
             "RESET" => self.reset(&words[1..]).map(|()| done("RESET")),

@@ -154,3 +154,48 @@ pub fn complete_checkpoints(checkpoints: &std::path::Path) -> Vec<(u64, std::pat
     found.sort();
     found
 }
+
+/// A running `headwater` that serves clients; killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    /// The Postgres address, `host:port`.
+    pub pg: String,
+    /// The HTTP address, `host:port`.
+    pub http: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` (a `headwater` that serves) and reads the addresses it
+/// prints; its log is dropped.
+pub fn spawn_server(mut command: std::process::Command) -> Server {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut pg, mut http) = (None, None);
+    while pg.is_none() || http.is_none() {
+        let line = lines.next().expect("the addresses").unwrap();
+        if let Some(a) = line.strip_prefix("postgres: ") {
+            pg = Some(a.to_string());
+        }
+        if let Some(a) = line.strip_prefix("http: http://") {
+            http = Some(a.to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        pg: pg.unwrap(),
+        http: http.unwrap(),
+    }
+}

@@ -132,6 +132,24 @@ async fn statements_that_would_crash_or_exhaust_the_server_fail_alone() {
     .await;
     assert_eq!(e, "57014");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // Planning is bounded too: a statement that takes a second to plan (a
+    // chain of 1,000 terms, under the size limit) stops at the timeout.
+    client
+        .batch_execute("SET statement_timeout = '100ms'")
+        .await
+        .unwrap();
+    let chain = format!("SELECT 1{}", "+1".repeat(1000));
+    let started = Instant::now();
+    assert_eq!(pg_error(&client, &chain).await, "57014");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "the timeout waited for planning: {:?}",
+        started.elapsed()
+    );
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
     let shown = client.simple_query("SHOW statement_timeout").await.unwrap();
     let tokio_postgres::SimpleQueryMessage::Row(row) = &shown[1] else {
         panic!("{shown:?}")
@@ -174,6 +192,23 @@ async fn statements_that_would_crash_or_exhaust_the_server_fail_alone() {
     client.simple_query("SELECT 1").await.unwrap();
     drop(open);
     drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_healthy(&mut server, &dirs).await;
+
+    // HTTP has its own limit: idle connections past it get 503 (53300),
+    // and a closed one frees its place.
+    let mut idle: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| std::net::TcpStream::connect(&server.http).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = http(&server.http, "/v1/views", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("53300"), "{body}");
+    idle.pop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = http(&server.http, "/v1/views", &[], "");
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_healthy(&mut server, &dirs).await;
 }

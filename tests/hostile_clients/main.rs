@@ -15,25 +15,12 @@ mod run;
 mod sandbox;
 mod tools;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg_connect;
-
-struct Server {
-    child: Child,
-    pg: String,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, pg_connect, spawn_server};
 
 /// The files a test may give the server, and a canary outside them.
 struct Dirs {
@@ -65,32 +52,6 @@ impl Dirs {
     }
 }
 
-/// Starts `command` (a `headwater` that serves) and reads the addresses it prints.
-fn spawn(mut command: Command) -> Server {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut pg, mut http) = (None, None);
-    while pg.is_none() || http.is_none() {
-        let line = lines.next().expect("the addresses").unwrap();
-        if let Some(a) = line.strip_prefix("postgres: ") {
-            pg = Some(a.to_string());
-        }
-        if let Some(a) = line.strip_prefix("http: http://") {
-            http = Some(a.to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        pg: pg.unwrap(),
-        http: http.unwrap(),
-    }
-}
-
 /// `headwater serve` over the test's directories, allowed its one directory.
 fn start(dirs: &Dirs, extra: &[&str]) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_headwater"));
@@ -110,7 +71,7 @@ fn start(dirs: &Dirs, extra: &[&str]) -> Server {
         .arg("--allow-path")
         .arg(dirs.allowed.path())
         .args(extra);
-    spawn(command)
+    spawn_server(command)
 }
 
 /// The server with no `--allow-path`.
@@ -120,7 +81,7 @@ fn start_without_sandbox(dirs: &Dirs) -> Server {
         .args(["serve", "--pg-port", "0", "--http-port", "0"])
         .arg("--data-dir")
         .arg(dirs.data.path());
-    spawn(command)
+    spawn_server(command)
 }
 
 /// One HTTP/1.1 request with these headers; the status and the body.

@@ -32,7 +32,7 @@ async fn a_running_script_serves_hostile_clients_and_lives_on() {
         "--query-memory",
         "64MiB",
     ]);
-    let mut server = spawn(command);
+    let mut server = spawn_server(command);
     let client = pg_connect(&server.pg).await;
     wait_for_rows(&client, "SELECT total FROM totals").await;
 

@@ -119,6 +119,11 @@ async fn files_and_names_stay_inside_the_sandbox() {
     let mut server = start_without_sandbox(&dirs);
     let (_, body) = http(&server.http, "/v1/jobs", &[], "");
     assert!(body.contains("failed"), "{body}");
+    // The views fail because their table did, and say so.
+    assert!(
+        body.contains("reads table `bids`, which failed to start"),
+        "{body}"
+    );
     let client = pg_connect(&server.pg).await;
     assert_eq!(rows(&client.simple_query("SELECT 1").await.unwrap()), 1);
     assert!(server.child.try_wait().unwrap().is_none());

@@ -73,14 +73,17 @@ impl StoreSnapshot {
         self.db.get(&key).map_err(|e| self.failed(e))
     }
 
-    /// The entries of a sorted state in `key_group` whose sort key is in
-    /// `from..to` (`to` open when `None`), in order, as (sort key, value).
+    /// The first `max` entries of a sorted state in `key_group` whose sort
+    /// key is in `from..to` (`to` open when `None`), in order, as (sort key,
+    /// value). To read on after the last one, start from its sort key with a
+    /// 0 byte appended: the smallest key above it.
     pub fn range(
         &self,
         state: &SortedState,
         key_group: KeyGroup,
         from: &[u8],
         to: Option<&[u8]>,
+        max: usize,
     ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StateError> {
         let mut prefix = Vec::new();
         state.prefix(key_group, &mut prefix);
@@ -90,6 +93,7 @@ impl StoreSnapshot {
         for item in self
             .db
             .iterator(IteratorMode::From(&start, Direction::Forward))
+            .take(max)
         {
             let (key, value) = item.map_err(|e| self.failed(e))?;
             if !key.starts_with(&prefix) {

@@ -77,6 +77,20 @@ pub fn rows(
 }
 
 /// One batch's rows; after an error, no more.
+/// Row `row` of a decimal column as a NUMERIC (`None` for NULL).
+fn numeric_at<T: arrow::datatypes::DecimalType>(
+    column: &ArrayRef,
+    row: usize,
+    scale: i8,
+) -> Option<Numeric>
+where
+    T::Native: std::fmt::Display,
+{
+    let a = column.as_primitive::<T>();
+    a.is_valid(row)
+        .then(|| Numeric::new(&a.value(row).to_string(), scale))
+}
+
 fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWireResult<DataRow>> {
     let schema = batch.schema();
     // Columns Postgres gets as text, turned to text a column at a time.
@@ -104,17 +118,11 @@ fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWire
             let field = &fields[i];
             let result = match column.data_type() {
                 DataType::Decimal128(_, scale) => {
-                    let a = column.as_primitive::<Decimal128Type>();
-                    let v = a
-                        .is_valid(row)
-                        .then(|| Numeric::new(&a.value(row).to_string(), *scale));
+                    let v = numeric_at::<Decimal128Type>(column, row, *scale);
                     encode(&mut encoder, &v, field)
                 }
                 DataType::Decimal256(_, scale) => {
-                    let a = column.as_primitive::<Decimal256Type>();
-                    let v = a
-                        .is_valid(row)
-                        .then(|| Numeric::new(&a.value(row).to_string(), *scale));
+                    let v = numeric_at::<Decimal256Type>(column, row, *scale);
                     encode(&mut encoder, &v, field)
                 }
                 _ => {

@@ -305,21 +305,8 @@ fn response(
 /// A statement the extended protocol passes to the engine as it is:
 /// no parameters, no result columns.
 fn is_command(sql: &str) -> bool {
-    let lead = engine::lead(sql, 1);
     engine::changes_catalog(sql)
-        || matches!(
-            lead.as_str(),
-            "SET"
-                | "RESET"
-                | "SHOW"
-                | "BEGIN"
-                | "START"
-                | "COMMIT"
-                | "END"
-                | "ROLLBACK"
-                | "ABORT"
-                | "DISCARD"
-        )
+        || super::session::SESSION_COMMANDS.contains(&engine::lead(sql, 1).as_str())
 }
 
 /// A prepared statement: its text, parameter types and result columns.
@@ -371,6 +358,24 @@ impl QueryParser for Parser {
 }
 
 impl Backend {
+    /// The parameter types and result columns (in `format`) of `sql`,
+    /// planned unless the client cancels first.
+    async fn describe<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+        given: &[Option<Type>],
+        format: &Format,
+    ) -> PgWireResult<(Vec<Type>, Vec<FieldInfo>)> {
+        let (_, token) = connection(client);
+        let (prepared, _) = Self::unless_cancelled(&token, self.prepare(sql, given))
+            .await
+            .map_err(statement_error)?;
+        let fields = encode::fields(&prepared.schema, format)
+            .ok_or_else(|| user_error("08P01", "wrong number of result format codes"))?;
+        Ok((prepared.parameters, fields))
+    }
+
     /// Plans `sql` over the views: its parameter types and result columns.
     async fn prepare(
         &self,
@@ -477,15 +482,15 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (_, token) = connection(client);
-        let (prepared, _) = Self::unless_cancelled(
-            &token,
-            self.prepare(&target.statement.sql, &target.parameter_types),
-        )
-        .await
-        .map_err(statement_error)?;
-        let fields = encode::fields(&prepared.schema, &Format::UnifiedText).unwrap_or_default();
-        Ok(DescribeStatementResponse::new(prepared.parameters, fields))
+        let (parameters, fields) = self
+            .describe(
+                client,
+                &target.statement.sql,
+                &target.parameter_types,
+                &Format::UnifiedText,
+            )
+            .await?;
+        Ok(DescribeStatementResponse::new(parameters, fields))
     }
 
     async fn do_describe_portal<C>(
@@ -499,16 +504,15 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (_, token) = connection(client);
         let stmt = &target.statement;
-        let (prepared, _) = Self::unless_cancelled(
-            &token,
-            self.prepare(&stmt.statement.sql, &stmt.parameter_types),
-        )
-        .await
-        .map_err(statement_error)?;
-        let fields = encode::fields(&prepared.schema, &target.result_column_format)
-            .ok_or_else(|| user_error("08P01", "wrong number of result format codes"))?;
+        let (_, fields) = self
+            .describe(
+                client,
+                &stmt.statement.sql,
+                &stmt.parameter_types,
+                &target.result_column_format,
+            )
+            .await?;
         Ok(DescribePortalResponse::new(fields))
     }
 
