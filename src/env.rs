@@ -131,6 +131,9 @@ impl StreamEnvironment {
         let node = b
             .graph
             .add_source(name, parallelism, spec.event_time(), spec.factory())?;
+        if let Some(timeout) = spec.idle_timeout() {
+            b.graph.set_idle_timeout(node, timeout);
+        }
         if spec.decode_error_policy() == Some(DecodeErrorPolicy::DeadLetter) {
             b.dead_letter_sources.push(node);
         }

@@ -53,6 +53,8 @@ pub enum NodeKind {
     Source {
         factory: SourceFactory,
         event_time: EventTimeSpec,
+        /// Its own idle timeout, in place of the job's.
+        idle_timeout: Option<std::time::Duration>,
     },
     Operator {
         factory: OperatorFactory,
@@ -148,8 +150,22 @@ impl JobGraph {
             NodeKind::Source {
                 factory,
                 event_time,
+                idle_timeout: None,
             },
         )
+    }
+
+    /// Gives source `node` an idle timeout of its own (a partition, or the
+    /// whole subtask, with no rows for this long stops holding the
+    /// watermark back), in place of the job's.
+    pub fn set_idle_timeout(&mut self, node: NodeId, timeout: std::time::Duration) {
+        if let Some(Node {
+            kind: NodeKind::Source { idle_timeout, .. },
+            ..
+        }) = self.nodes.get_mut(node)
+        {
+            *idle_timeout = Some(timeout);
+        }
     }
 
     /// Adds an operator (or a sink) running as `parallelism` subtasks.

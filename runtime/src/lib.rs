@@ -26,6 +26,7 @@ mod output;
 pub mod partition;
 pub mod plan;
 pub mod source;
+pub mod split_watermarks;
 pub mod state;
 mod task;
 pub mod time;

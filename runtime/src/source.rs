@@ -21,6 +21,14 @@ use crate::operator::OperatorContext;
 pub enum SourcePoll {
     /// Rows of the source's schema, without the event-time column.
     Batch(RecordBatch),
+    /// Rows of one split (a Kafka partition) that keeps its own event time:
+    /// the subtask's watermark is then the least over its splits that are
+    /// not idle (see [`SourcePoll::Splits`]).
+    SplitBatch { split: u64, batch: RecordBatch },
+    /// The splits the subtask reads from now on. A new one holds the
+    /// watermark back until it sends rows or turns idle; one left out
+    /// (finished) no longer counts.
+    Splits(Vec<u64>),
     /// Rows for a named side output, such as dead letters.
     Side { output: String, batch: RecordBatch },
     /// The input has ended; `next` will not be called again.
@@ -45,6 +53,20 @@ pub trait Source: Send + 'static {
     /// `next` so far is before it. `None` if the source cannot resume.
     async fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         Ok(None)
+    }
+
+    /// The position at the barrier of checkpoint `checkpoint`; by default
+    /// [`Source::snapshot_state`]. A source that acts when a checkpoint
+    /// completes remembers what it took for which.
+    async fn snapshot_state_at(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.snapshot_state().await
+    }
+
+    /// Checkpoint `checkpoint` is complete (every task has stored its part):
+    /// a source may tell its input what is read for good (Kafka commits its
+    /// offsets to the consumer group then). Failing here fails the job.
+    async fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<(), BoxError> {
+        Ok(())
     }
 
     /// Resumes from positions [`Source::snapshot_state`] returned: this

@@ -17,6 +17,7 @@ use crate::error::{BoxError, RuntimeError};
 use crate::graph::NodeId;
 use crate::operator::OperatorContext;
 use crate::source::{EventTimeSpec, Source, SourcePoll};
+use crate::split_watermarks::SplitWatermarks;
 use crate::time::{EVENT_TIME_TYPE, EventTime, Watermark, max_event_time, with_event_time};
 use crate::watermarks::{BoundedOutOfOrderness, InputWatermarks};
 use tokio::sync::{mpsc, watch};
@@ -41,7 +42,7 @@ impl SourceTask {
     async fn checkpoint(&mut self, barrier: Barrier) -> Result<(), NodeError> {
         let blob = self
             .source
-            .snapshot_state()
+            .snapshot_state_at(barrier.id)
             .await
             .map_err(|e| NodeError::new(self.node, e))?;
         let s = &self.ctx.subtask;
@@ -66,17 +67,43 @@ impl SourceTask {
         self.chain.checkpoint(barrier, Some(head)).await
     }
 
+    /// Tells the source, then the chain, that checkpoint `id` is complete.
+    async fn notify_complete(&mut self, id: u64) -> Result<(), NodeError> {
+        self.source
+            .notify_checkpoint_complete(id)
+            .await
+            .map_err(|e| NodeError::new(self.node, e))?;
+        self.chain.notify_checkpoint_complete(id).await
+    }
+
+    /// Sends the watermark `w` on if it is past the one sent.
+    async fn advance_to(&mut self, w: Option<EventTime>) -> Result<(), NodeError> {
+        if let Some(w) = w
+            && self.ctx.current_watermark.is_none_or(|e| w > e)
+        {
+            self.ctx.current_watermark = Some(w);
+            self.ctx.metrics.note_watermark(w.0);
+            self.chain.watermark(Watermark::EventTime(w)).await?;
+        }
+        Ok(())
+    }
+
     pub async fn run(mut self) -> Result<(), NodeError> {
         let node = self.node;
         let at = |e: BoxError| NodeError::new(node, e);
         self.source.open(&mut self.ctx).await.map_err(at)?;
-        let mut watermarks = match &self.event_time {
+        let bound = match &self.event_time {
             EventTimeSpec::Column {
                 max_out_of_orderness,
                 ..
-            } => BoundedOutOfOrderness::new(*max_out_of_orderness),
-            EventTimeSpec::ArrivalTime => BoundedOutOfOrderness::new(Duration::ZERO),
+            } => *max_out_of_orderness,
+            EventTimeSpec::ArrivalTime => Duration::ZERO,
         };
+        let mut watermarks = BoundedOutOfOrderness::new(bound);
+        // For a source that reads splits with their own event time (it sends
+        // `SplitBatch` or `Splits`): a watermark per split.
+        let mut splits = SplitWatermarks::new(bound, self.idle_timeout);
+        let mut by_split = false;
         if let Some(plan) = self.ctx.restore.clone() {
             let s = &self.ctx.subtask;
             let restored = plan
@@ -95,6 +122,7 @@ impl SourceTask {
                 // Event time resumes where it was, before any row flows.
                 if let Some(w) = restored.watermark() {
                     watermarks.resume_at(w);
+                    splits.resume_at(w);
                 }
                 self.source.restore_state(restored).await.map_err(at)?;
             }
@@ -113,13 +141,17 @@ impl SourceTask {
         let mut notified = completed.as_ref().map_or(0, |c| *c.borrow());
 
         let finished = loop {
+            // When a split may turn idle, and let the watermark move.
+            let split_idle_at = by_split
+                .then(|| splits.next_idle_at(Instant::now()))
+                .flatten();
             let poll = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break false,
                 id = checkpoint_completed(&mut completed) => {
                     if id > notified {
                         notified = id;
-                        self.chain.notify_checkpoint_complete(id).await?;
+                        self.notify_complete(id).await?;
                     }
                     continue;
                 }
@@ -137,6 +169,10 @@ impl SourceTask {
                     self.chain.watermark(Watermark::Idle).await?;
                     continue;
                 }
+                _ = sleep_until_some(split_idle_at), if split_idle_at.is_some() => {
+                    self.advance_to(splits.current(Instant::now())).await?;
+                    continue;
+                }
                 poll = self.source.next(&mut self.ctx) => poll.map_err(at)?,
             };
             match poll {
@@ -152,13 +188,27 @@ impl SourceTask {
                     if let Some(max) = max {
                         watermarks.observe(max);
                     }
-                    if let Some(w) = watermarks.current()
-                        && self.ctx.current_watermark.is_none_or(|e| w > e)
-                    {
-                        self.ctx.current_watermark = Some(w);
-                        self.ctx.metrics.note_watermark(w.0);
-                        self.chain.watermark(Watermark::EventTime(w)).await?;
+                    self.advance_to(watermarks.current()).await?;
+                }
+                SourcePoll::SplitBatch { split, batch } => {
+                    by_split = true;
+                    if batch.num_rows() == 0 {
+                        continue;
                     }
+                    idle = false;
+                    idle_deadline = Instant::now() + self.idle_timeout;
+                    let batch = assigner.assign(batch).map_err(|e| at(e.into()))?;
+                    let max = max_event_time(&batch).map_err(|e| at(e.into()))?;
+                    self.chain.push(batch, 0, true).await?;
+                    let now = Instant::now();
+                    splits.observe(split, max, now);
+                    self.advance_to(splits.current(now)).await?;
+                }
+                SourcePoll::Splits(ids) => {
+                    by_split = true;
+                    let now = Instant::now();
+                    splits.set_splits(&ids, now);
+                    self.advance_to(splits.current(now)).await?;
                 }
                 SourcePoll::Side { output, batch } => {
                     let batch = with_event_time(&batch, arrival_times(batch.num_rows()))
@@ -186,7 +236,7 @@ impl SourceTask {
                     id = checkpoint_completed(&mut completed) => {
                         if id > notified {
                             notified = id;
-                            self.chain.notify_checkpoint_complete(id).await?;
+                            self.notify_complete(id).await?;
                         }
                         continue;
                     }
@@ -240,7 +290,7 @@ impl SourceTask {
         }
         let done = *completed.borrow();
         if done >= id && done > notified {
-            self.chain.notify_checkpoint_complete(done).await?;
+            self.notify_complete(done).await?;
         }
         Ok(())
     }
@@ -286,6 +336,14 @@ async fn last_checkpoint_failed(failed: &mut Option<watch::Receiver<Option<Strin
         }
     }
     std::future::pending().await
+}
+
+/// Sleeps until `at`; never, if it is `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next barrier from the coordinator; never, if the job takes no checkpoints.

@@ -69,6 +69,11 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
             }
             Box::new(source)
         }
+        "kafka" => {
+            let (source, dlq) = crate::kafka::source(table, event_time.clone())?;
+            dead_letters = dlq;
+            Box::new(source)
+        }
         "datagen" => Box::new(datagen(table, event_time.clone())?),
         "orders" => {
             options.check_known(
@@ -168,13 +173,12 @@ fn unknown_connector(at: crate::error::Position, name: &str) -> SqlError {
     SqlError::invalid(
         at,
         format!(
-            "unknown connector '{name}': use filesystem, datagen, orders, print or blackhole \
-             (Kafka comes in its own release)"
+            "unknown connector '{name}': use filesystem, kafka, datagen, orders, print or blackhole"
         ),
     )
 }
 
-fn line_format(options: &Options) -> Result<LineFormat, SqlError> {
+pub(crate) fn line_format(options: &Options) -> Result<LineFormat, SqlError> {
     let format = options.require("format", "the filesystem connector")?;
     match format.value.to_lowercase().as_str() {
         "json" => Ok(LineFormat::Json),
@@ -203,7 +207,7 @@ fn line_format(options: &Options) -> Result<LineFormat, SqlError> {
 }
 
 /// `'decode-error' = 'fail' | 'skip' | 'dlq'`, or Flink's `'json.ignore-parse-errors' = 'true'`.
-fn decode_policy(options: &Options) -> Result<DecodeErrorPolicy, SqlError> {
+pub(crate) fn decode_policy(options: &Options) -> Result<DecodeErrorPolicy, SqlError> {
     if let Some(v) = options.get("decode-error") {
         return v
             .value

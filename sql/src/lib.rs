@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod connectors;
 pub mod ddl;
 pub mod error;
+pub mod kafka;
 pub mod planner;
 pub mod script;
 pub mod view_scan;

@@ -34,6 +34,14 @@ impl Sandbox {
         };
         for s in statements {
             for (key, value) in &s.options {
+                if runs_code(key) {
+                    return Err(StatementError::new(
+                        "42501",
+                        format!(
+                            "option '{key}' loads or runs programs on the server: clients may not set it"
+                        ),
+                    ));
+                }
                 if names_a_file(key) && !self.allows(Path::new(&value.value)) {
                     return Err(StatementError::new(
                         "42501",
@@ -77,10 +85,23 @@ impl Sandbox {
     }
 }
 
-/// Whether an option's value is a file or directory.
+/// Whether an option's value is a file or directory (librdkafka's
+/// `ssl.*.location` and `sasl.kerberos.keytab` among them).
 fn names_a_file(key: &str) -> bool {
     let last = key.rsplit(['.', '-']).next().unwrap_or(key);
-    matches!(last, "path" | "dir" | "directory" | "file" | "filename")
+    matches!(
+        last,
+        "path" | "dir" | "directory" | "file" | "filename" | "location" | "keytab"
+    )
+}
+
+/// librdkafka settings that load a library or run a command on the server.
+fn runs_code(key: &str) -> bool {
+    let setting = key.strip_prefix("properties.").unwrap_or(key);
+    matches!(
+        setting,
+        "plugin.library.paths" | "ssl.engine.location" | "ssl.providers" | "sasl.kerberos.kinit.cmd"
+    )
 }
 
 /// Checks a name a client gave a table or view: an identifier (letters,
@@ -147,6 +168,17 @@ mod tests {
             allowed.path().display()
         );
         assert_eq!(sandbox.check(&dlq).unwrap_err().code, "42501");
+        for option in [
+            "'properties.ssl.ca.location' = '/etc/ssl/private/key.pem'",
+            "'properties.sasl.kerberos.keytab' = '/etc/krb5.keytab'",
+            "'properties.plugin.library.paths' = 'libevil'",
+            "'properties.sasl.kerberos.kinit.cmd' = 'rm -rf /'",
+        ] {
+            let kafka = format!(
+                "CREATE TABLE k (a INT) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'json', {option})"
+            );
+            assert_eq!(sandbox.check(&kafka).unwrap_err().code, "42501", "{option}");
+        }
     }
 
     #[test]

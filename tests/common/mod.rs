@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,8 +1,9 @@
-//! Sources: datagen, the order-lifecycle generator, and files.
+//! Sources: datagen, the order-lifecycle generator, files and Kafka.
 
 pub mod datagen;
 pub mod file_splits;
 pub mod filesystem;
+pub mod kafka;
 pub mod orders;
 mod rate_limit;
 mod split_reader;
@@ -23,6 +24,11 @@ pub trait SourceSpec: Send + Sync {
     fn event_time(&self) -> EventTimeSpec;
     /// The policy for rows that fail to decode, for sources that decode bytes.
     fn decode_error_policy(&self) -> Option<DecodeErrorPolicy> {
+        None
+    }
+    /// Its own idle timeout, in place of the job's (Kafka's
+    /// `scan.watermark.idle-timeout`).
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
         None
     }
     /// Builds the source of each subtask.

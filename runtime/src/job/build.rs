@@ -154,12 +154,13 @@ pub(super) fn build_tasks(
                 NodeKind::Source {
                     factory,
                     event_time,
+                    idle_timeout,
                 } => TaskKind::Source(SourceTask {
                     node: head.id,
                     source: factory(&info(head.id)).map_err(|e| failed(head.id, e))?,
                     ctx: context(head.id),
                     event_time: event_time.clone(),
-                    idle_timeout: config.idle_timeout,
+                    idle_timeout: idle_timeout.unwrap_or(config.idle_timeout),
                     chain,
                     stop: stop.clone(),
                     barriers: shared.checkpoints.as_ref().map(|_| {

@@ -95,6 +95,9 @@ impl Dataflow {
                 table.spec.factory(),
             )
             .map_err(|e| e.to_string())?;
+        if let Some(timeout) = table.spec.idle_timeout() {
+            self.graph.set_idle_timeout(node, timeout);
+        }
         if let Some(dir) = &table.dead_letters {
             let letters = Stream {
                 node,

@@ -1,0 +1,225 @@
+//! `'connector' = 'kafka'` tables as sources, with the options of Flink's
+//! Kafka connector: `topic` / `topic-pattern`, `properties.*` (passed to
+//! librdkafka), `format`, `scan.startup.*`, `scan.bounded.*` and
+//! `scan.topic-partition-discovery.interval`.
+
+use std::path::PathBuf;
+
+use headwater_operators::DecodeErrorPolicy;
+use headwater_operators::formats::LineFormat;
+use headwater_operators::sources::kafka::{
+    BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat, parse_specific_offsets,
+};
+use headwater_runtime::EventTimeSpec;
+
+use crate::connectors::{decode_policy, line_format};
+use crate::ddl::{Options, TableDef, duration};
+use crate::script::OptionValue;
+use crate::error::SqlError;
+
+/// The options a Kafka source takes.
+const KNOWN: &[&str] = &[
+    "connector",
+    "topic",
+    "topic-pattern",
+    "properties.*",
+    "format",
+    "value.format",
+    "csv.field-delimiter",
+    "csv.ignore-first-line",
+    "json.ignore-parse-errors",
+    "csv.ignore-parse-errors",
+    "decode-error",
+    "decode-error.path",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+    "scan.startup.specific-offsets",
+    "scan.bounded.mode",
+    "scan.bounded.timestamp-millis",
+    "scan.bounded.specific-offsets",
+    "scan.topic-partition-discovery.interval",
+    "scan.watermark.idle-timeout",
+];
+
+/// The Kafka source of `table`, and the dead-letter directory if bad
+/// records go there.
+pub fn source(
+    table: &TableDef,
+    event_time: EventTimeSpec,
+) -> Result<(KafkaSource, Option<PathBuf>), SqlError> {
+    let options = &table.options;
+    options.check_known("kafka", KNOWN)?;
+    let topics = match (options.get("topic"), options.get("topic-pattern")) {
+        (Some(topic), None) => {
+            let names: Vec<String> = topic
+                .value
+                .split(';')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            if names.is_empty() {
+                return Err(SqlError::invalid(topic.at, "'topic' names no topic"));
+            }
+            Topics::Named(names)
+        }
+        (None, Some(pattern)) => Topics::Pattern(regex::Regex::new(&pattern.value).map_err(
+            |e| SqlError::invalid(pattern.at, format!("'topic-pattern' is not a regex: {e}")),
+        )?),
+        (Some(topic), Some(_)) => {
+            return Err(SqlError::invalid(
+                topic.at,
+                "give 'topic' or 'topic-pattern', not both",
+            ));
+        }
+        (None, None) => {
+            return Err(SqlError::invalid(
+                options.at,
+                "the kafka connector needs 'topic' (or 'topic-pattern')",
+            ));
+        }
+    };
+    let servers = options.require(
+        "properties.bootstrap.servers",
+        "the kafka connector (the brokers to read from)",
+    )?;
+    let mut source = KafkaSource::json(&servers.value, topics, table.schema.clone())
+        .with_event_time(event_time)
+        .with_format(value_format(options)?);
+    for (key, value) in &options.values {
+        if let Some(property) = key.strip_prefix("properties.") {
+            source = source.with_property(property, value.value.clone());
+        }
+    }
+    let policy = decode_policy(options)?;
+    let mut dead_letters = None;
+    if policy == DecodeErrorPolicy::DeadLetter {
+        let dir = options.require(
+            "decode-error.path",
+            "'decode-error' = 'dlq' (where the bad records go)",
+        )?;
+        dead_letters = Some(dir.value.clone().into());
+    }
+    source = source
+        .on_decode_error(policy)
+        .with_startup(startup(options)?);
+    if let Some(bounded) = bounded(options)? {
+        source = source.bounded(bounded);
+    }
+    if let Some(interval) = options.get("scan.topic-partition-discovery.interval") {
+        let every = duration(&interval.value).ok_or_else(|| {
+            SqlError::invalid(
+                interval.at,
+                format!("`{}` is not a duration such as '30 s'", interval.value),
+            )
+        })?;
+        // Flink turns discovery off with 0 (or a negative interval).
+        source = source.with_discovery_interval((!every.is_zero()).then_some(every));
+    }
+    if let Some(idle) = options.get("scan.watermark.idle-timeout") {
+        let timeout = duration(&idle.value).filter(|d| !d.is_zero()).ok_or_else(|| {
+            SqlError::invalid(
+                idle.at,
+                format!("`{}` is not a duration such as '30 s'", idle.value),
+            )
+        })?;
+        source = source.with_idle_timeout(timeout);
+    }
+    source
+        .validate()
+        .map_err(|e| SqlError::invalid(options.at, e.to_string()))?;
+    Ok((source, dead_letters))
+}
+
+/// `'format'` (or `'value.format'`): json, csv or raw.
+fn value_format(options: &Options) -> Result<ValueFormat, SqlError> {
+    let Some(format) = options.get("format").or_else(|| options.get("value.format")) else {
+        return Err(SqlError::invalid(
+            options.at,
+            "the kafka connector needs 'format' ('json', 'csv' or 'raw')",
+        ));
+    };
+    match format.value.to_lowercase().as_str() {
+        "json" => Ok(ValueFormat::Lines(LineFormat::Json)),
+        "raw" => Ok(ValueFormat::Raw),
+        "csv" if options.get("format").is_some() => {
+            let format = line_format(options)?;
+            // A record is never a header.
+            Ok(ValueFormat::Lines(match format {
+                LineFormat::Csv { delimiter, .. } => LineFormat::Csv {
+                    delimiter,
+                    has_header: false,
+                },
+                other => other,
+            }))
+        }
+        "csv" => Ok(ValueFormat::Lines(LineFormat::Csv {
+            delimiter: b',',
+            has_header: false,
+        })),
+        other => Err(SqlError::unsupported(
+            format.at,
+            format!("format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"),
+        )),
+    }
+}
+
+fn millis(options: &Options, key: &str, mode: &OptionValue) -> Result<i64, SqlError> {
+    options
+        .number::<i64>(key)?
+        .ok_or_else(|| SqlError::invalid(mode.at, format!("the 'timestamp' mode needs '{key}'")))
+}
+
+fn specific(options: &Options, key: &str, mode: &OptionValue) -> Result<Vec<(i32, i64)>, SqlError> {
+    let given = options.get(key).ok_or_else(|| {
+        SqlError::invalid(mode.at, format!("'specific-offsets' needs '{key}'"))
+    })?;
+    parse_specific_offsets(&given.value).map_err(|e| SqlError::invalid(given.at, e.to_string()))
+}
+
+/// `scan.startup.mode` (Flink's default: `group-offsets`).
+fn startup(options: &Options) -> Result<StartupMode, SqlError> {
+    let Some(mode) = options.get("scan.startup.mode") else {
+        return Ok(StartupMode::GroupOffsets);
+    };
+    Ok(match mode.value.to_lowercase().as_str() {
+        "earliest-offset" => StartupMode::EarliestOffset,
+        "latest-offset" => StartupMode::LatestOffset,
+        "group-offsets" => StartupMode::GroupOffsets,
+        "timestamp" => StartupMode::Timestamp(millis(options, "scan.startup.timestamp-millis", mode)?),
+        "specific-offsets" => {
+            StartupMode::SpecificOffsets(specific(options, "scan.startup.specific-offsets", mode)?)
+        }
+        other => {
+            return Err(SqlError::invalid(
+                mode.at,
+                format!(
+                    "'scan.startup.mode' is earliest-offset, latest-offset, group-offsets, timestamp or specific-offsets, not '{other}'"
+                ),
+            ));
+        }
+    })
+}
+
+/// `scan.bounded.mode` (none: the source never ends).
+fn bounded(options: &Options) -> Result<Option<BoundedMode>, SqlError> {
+    let Some(mode) = options.get("scan.bounded.mode") else {
+        return Ok(None);
+    };
+    Ok(Some(match mode.value.to_lowercase().as_str() {
+        "unbounded" => return Ok(None),
+        "latest-offset" => BoundedMode::LatestOffset,
+        "timestamp" => BoundedMode::Timestamp(millis(options, "scan.bounded.timestamp-millis", mode)?),
+        "specific-offsets" => {
+            BoundedMode::SpecificOffsets(specific(options, "scan.bounded.specific-offsets", mode)?)
+        }
+        other => {
+            return Err(SqlError::invalid(
+                mode.at,
+                format!(
+                    "'scan.bounded.mode' is unbounded, latest-offset, timestamp or specific-offsets, not '{other}'"
+                ),
+            ));
+        }
+    }))
+}
