@@ -57,6 +57,9 @@ pub mod prelude {
     pub use headwater_operators::sources::SourceSpec;
     pub use headwater_operators::sources::datagen::{DatagenSource, FieldGen};
     pub use headwater_operators::sources::filesystem::FileSource;
+    pub use headwater_operators::sinks::kafka::{
+        DeliveryGuarantee, KafkaSink, Partitioner, RowFormat,
+    };
     pub use headwater_operators::sources::kafka::{
         BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat,
     };

@@ -137,6 +137,7 @@ pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
             }
             Box::new(FileSink::json(path))
         }
+        "kafka" => Box::new(crate::kafka::sink(table)?),
         "print" => {
             options.check_known("print", &["connector", "format"])?;
             match options.get("format").map(|f| f.value.to_lowercase()) {

@@ -1,12 +1,14 @@
-//! `'connector' = 'kafka'` tables as sources, with the options of Flink's
-//! Kafka connector: `topic` / `topic-pattern`, `properties.*` (passed to
-//! librdkafka), `format`, `scan.startup.*`, `scan.bounded.*` and
-//! `scan.topic-partition-discovery.interval`.
+//! `'connector' = 'kafka'` tables as sources and sinks, with the options of
+//! Flink's Kafka connector: `topic` / `topic-pattern`, `properties.*`
+//! (passed to librdkafka), `format`, `scan.startup.*`, `scan.bounded.*`,
+//! `scan.topic-partition-discovery.interval`; `key.fields`, `key.format`,
+//! `sink.partitioner` and `sink.delivery-guarantee`.
 
 use std::path::PathBuf;
 
 use headwater_operators::DecodeErrorPolicy;
 use headwater_operators::formats::LineFormat;
+use headwater_operators::sinks::kafka::{DeliveryGuarantee, KafkaSink, Partitioner, RowFormat};
 use headwater_operators::sources::kafka::{
     BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat, parse_specific_offsets,
 };
@@ -219,6 +221,119 @@ fn bounded(options: &Options) -> Result<Option<BoundedMode>, SqlError> {
                 format!(
                     "'scan.bounded.mode' is unbounded, latest-offset, timestamp or specific-offsets, not '{other}'"
                 ),
+            ));
+        }
+    }))
+}
+
+/// The options a Kafka sink takes.
+const SINK_OPTIONS: &[&str] = &[
+    "connector",
+    "topic",
+    "properties.*",
+    "format",
+    "value.format",
+    "csv.field-delimiter",
+    "key.fields",
+    "key.format",
+    "sink.partitioner",
+    "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
+];
+
+/// The Kafka sink of `table`.
+pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
+    let options = &table.options;
+    options.check_known("kafka", SINK_OPTIONS)?;
+    let topic = options.require("topic", "a kafka sink (one topic to write)")?;
+    if topic.value.contains(';') || topic.value.trim().is_empty() {
+        return Err(SqlError::invalid(topic.at, "a kafka sink writes one topic"));
+    }
+    let servers = options.require(
+        "properties.bootstrap.servers",
+        "the kafka connector (the brokers to write to)",
+    )?;
+    let mut sink = KafkaSink::json(&servers.value, topic.value.trim());
+    for (key, value) in &options.values {
+        if let Some(property) = key.strip_prefix("properties.") {
+            sink = sink.with_property(property, value.value.clone());
+        }
+    }
+    sink = sink.with_format(row_format(options, "format", "value.format")?.unwrap_or(RowFormat::Json));
+    if let Some(fields) = options.get("key.fields") {
+        let names: Vec<&str> = fields
+            .value
+            .split(';')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect();
+        for name in &names {
+            if table.schema.field_with_name(name).is_err() {
+                return Err(SqlError::invalid(
+                    fields.at,
+                    format!("'key.fields' names `{name}`, which table `{}` does not have", table.name),
+                ));
+            }
+        }
+        let key_format = row_format(options, "key.format", "key.format")?.unwrap_or(RowFormat::Json);
+        sink = sink.with_key(&names, key_format);
+    }
+    if let Some(p) = options.get("sink.partitioner") {
+        sink = sink.with_partitioner(match p.value.to_lowercase().as_str() {
+            "default" => Partitioner::Default,
+            "fixed" => Partitioner::Fixed,
+            "round-robin" => Partitioner::RoundRobin,
+            other => {
+                return Err(SqlError::invalid(
+                    p.at,
+                    format!("'sink.partitioner' is default, fixed or round-robin, not '{other}'"),
+                ));
+            }
+        });
+    }
+    if let Some(g) = options.get("sink.delivery-guarantee") {
+        sink = sink.with_delivery(match g.value.to_lowercase().as_str() {
+            "at-least-once" => DeliveryGuarantee::AtLeastOnce,
+            "none" => DeliveryGuarantee::None,
+            "exactly-once" => {
+                return Err(SqlError::unsupported(
+                    g.at,
+                    "'sink.delivery-guarantee' = 'exactly-once' is not built yet: use \
+                     'at-least-once' (every record delivered at each checkpoint; a restore may \
+                     repeat some)",
+                ));
+            }
+            other => {
+                return Err(SqlError::invalid(
+                    g.at,
+                    format!(
+                        "'sink.delivery-guarantee' is at-least-once, exactly-once or none, not '{other}'"
+                    ),
+                ));
+            }
+        });
+    }
+    Ok(sink)
+}
+
+/// A row format option (`format` or its alias): json, csv or raw.
+fn row_format(options: &Options, key: &str, alias: &str) -> Result<Option<RowFormat>, SqlError> {
+    let Some(format) = options.get(key).or_else(|| options.get(alias)) else {
+        return Ok(None);
+    };
+    let delimiter = match options.get("csv.field-delimiter") {
+        Some(d) if d.value.len() == 1 => d.value.as_bytes()[0],
+        Some(d) if d.value == "\\t" => b'\t',
+        _ => b',',
+    };
+    Ok(Some(match format.value.to_lowercase().as_str() {
+        "json" => RowFormat::Json,
+        "csv" => RowFormat::Csv { delimiter },
+        "raw" => RowFormat::Raw,
+        other => {
+            return Err(SqlError::unsupported(
+                format.at,
+                format!("format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"),
             ));
         }
     }))

@@ -1,10 +1,11 @@
-//! Sinks: stdout, JSON-lines files, blackhole, and `collect` for an embedding
+//! Sinks: stdout, JSON-lines files, Kafka, blackhole, and `collect` for an embedding
 //! program. A sink is an operator with no output; every sink drops the
 //! runtime's event-time column and writes the user's columns.
 
 mod blackhole;
 mod collect;
 mod filesystem;
+pub mod kafka;
 mod stdout;
 
 pub use blackhole::BlackholeSink;
