@@ -51,15 +51,15 @@ pub mod prelude {
     pub use datafusion::prelude::{col, lit};
     pub use headwater_operators::DecodeErrorPolicy;
     pub use headwater_operators::formats::LineFormat;
+    pub use headwater_operators::sinks::kafka::{
+        DeliveryGuarantee, KafkaSink, Partitioner, RowFormat,
+    };
     pub use headwater_operators::sinks::{
         BlackholeSink, CollectSink, FileSink, SinkSpec, StdoutSink,
     };
     pub use headwater_operators::sources::SourceSpec;
     pub use headwater_operators::sources::datagen::{DatagenSource, FieldGen};
     pub use headwater_operators::sources::filesystem::FileSource;
-    pub use headwater_operators::sinks::kafka::{
-        DeliveryGuarantee, KafkaSink, Partitioner, RowFormat,
-    };
     pub use headwater_operators::sources::kafka::{
         BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat,
     };

@@ -47,7 +47,12 @@ fn murmur2(data: &[u8]) -> i32 {
 }
 
 /// Every record of `topic`: (partition, key, value).
-fn read_topic(servers: &str, topic: &str, partitions: i32, expected: usize) -> Vec<(i32, String, String)> {
+fn read_topic(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(i32, String, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", "reader")
@@ -56,7 +61,8 @@ fn read_topic(servers: &str, topic: &str, partitions: i32, expected: usize) -> V
         .unwrap();
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
-        list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&list).unwrap();
     let mut out = Vec::new();
@@ -74,7 +80,11 @@ fn read_topic(servers: &str, topic: &str, partitions: i32, expected: usize) -> V
     let until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < until {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            panic!("an extra record at partition {} offset {}", m.partition(), m.offset());
+            panic!(
+                "an extra record at partition {} offset {}",
+                m.partition(),
+                m.offset()
+            );
         }
     }
     out
@@ -103,7 +113,13 @@ fn a_sql_job_writes_keyed_rows_where_kafka_would_put_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut file = std::fs::File::create(dir.path().join("bids.jsonl")).unwrap();
     for i in 0..3000 {
-        writeln!(file, r#"{{"bid":{i},"bidder":"u{}","price":{}}}"#, i % 37, i % 101).unwrap();
+        writeln!(
+            file,
+            r#"{{"bid":{i},"bidder":"u{}","price":{}}}"#,
+            i % 37,
+            i % 101
+        )
+        .unwrap();
     }
     drop(file);
     let source = "CREATE TABLE bids (bid BIGINT, bidder VARCHAR, price BIGINT)
@@ -124,7 +140,10 @@ fn a_sql_job_writes_keyed_rows_where_kafka_would_put_them() {
     for (partition, key, value) in &records {
         let v: serde_json::Value = serde_json::from_str(value).unwrap();
         bids.push(v["bid"].as_i64().unwrap());
-        assert_eq!(key, &format!(r#"{{"bidder":"{}"}}"#, v["bidder"].as_str().unwrap()));
+        assert_eq!(
+            key,
+            &format!(r#"{{"bidder":"{}"}}"#, v["bidder"].as_str().unwrap())
+        );
         let expected = (murmur2(key.as_bytes()) & 0x7fff_ffff) % 4;
         assert_eq!(*partition, expected, "key {key} on partition {partition}");
     }

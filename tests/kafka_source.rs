@@ -83,7 +83,11 @@ async fn committed_at_least(dir: &Path, rows: usize) {
 fn ids(rows: &[String]) -> Vec<i64> {
     let mut ids: Vec<i64> = rows
         .iter()
-        .map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap()["id"].as_i64().unwrap())
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
         .collect();
     ids.sort_unstable();
     ids
@@ -98,8 +102,12 @@ async fn every_record_is_read_once_through_rescales_and_a_broker_outage() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out");
     let source = |bounded: bool| {
-        let source = KafkaSource::json(&servers, Topics::Named(vec!["events".into()]), event_schema())
-            .with_batch_size(500);
+        let source = KafkaSource::json(
+            &servers,
+            Topics::Named(vec!["events".into()]),
+            event_schema(),
+        )
+        .with_batch_size(500);
         if bounded {
             source.bounded(BoundedMode::LatestOffset)
         } else {
@@ -195,7 +203,10 @@ async fn a_topic_that_appears_is_read_and_bad_records_are_counted() {
         seen.extend(batch.column(0).as_primitive::<Int64Type>().values());
     }
     seen.sort_unstable();
-    assert!(seen == (0..150).collect::<Vec<_>>(), "rows differ: {seen:?}");
+    assert!(
+        seen == (0..150).collect::<Vec<_>>(),
+        "rows differ: {seen:?}"
+    );
     let errors: u64 = job
         .metrics()
         .operators
@@ -224,7 +235,10 @@ async fn an_idle_partition_does_not_hold_the_watermark() {
         std::thread::spawn(move || {
             let mut ts = 100_000;
             while sending.load(std::sync::atomic::Ordering::Relaxed) {
-                send_all(&producer, &[("clicks", 0, format!(r#"{{"user":"c","ts":{ts}}}"#))]);
+                send_all(
+                    &producer,
+                    &[("clicks", 0, format!(r#"{{"user":"c","ts":{ts}}}"#))],
+                );
                 ts += 1000;
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -233,12 +247,20 @@ async fn an_idle_partition_does_not_hold_the_watermark() {
 
     let schema = std::sync::Arc::new(Schema::new(vec![
         Field::new("user", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let env = StreamEnvironment::new().with_parallelism(1);
-    let source = KafkaSource::json(&cluster.bootstrap_servers(), Topics::Named(vec!["clicks".into()]), schema)
-        .with_event_time(EventTimeSpec::column("ts", Duration::ZERO))
-        .with_idle_timeout(Duration::from_millis(500));
+    let source = KafkaSource::json(
+        &cluster.bootstrap_servers(),
+        Topics::Named(vec!["clicks".into()]),
+        schema,
+    )
+    .with_event_time(EventTimeSpec::column("ts", Duration::ZERO))
+    .with_idle_timeout(Duration::from_millis(500));
     let mut rx = env
         .source(source)
         .key_by(&["user"])
@@ -283,14 +305,18 @@ async fn an_idle_partition_does_not_hold_the_watermark() {
 
 fn collect_windows(batch: &RecordBatch, windows: &mut BTreeMap<(String, i64), i64>) {
     let schema = batch.schema();
-    let user = batch.column(schema.index_of("user").unwrap()).as_string::<i32>();
+    let user = batch
+        .column(schema.index_of("user").unwrap())
+        .as_string::<i32>();
     let start = arrow::compute::cast(
         batch.column(schema.index_of("window_start").unwrap()),
         &DataType::Int64,
     )
     .unwrap();
     let start = start.as_primitive::<Int64Type>();
-    let clicks = batch.column(schema.index_of("clicks").unwrap()).as_primitive::<Int64Type>();
+    let clicks = batch
+        .column(schema.index_of("clicks").unwrap())
+        .as_primitive::<Int64Type>();
     for i in 0..batch.num_rows() {
         windows.insert((user.value(i).to_string(), start.value(i)), clicks.value(i));
     }
@@ -370,12 +396,21 @@ fn sql_reads_a_bounded_topic_in_windows_like_flink_ddl() {
             .unwrap()
             .and_utc()
             .timestamp_millis();
-        got.insert(start, (v["orders"].as_i64().unwrap(), v["revenue"].as_i64().unwrap()));
+        got.insert(
+            start,
+            (
+                v["orders"].as_i64().unwrap(),
+                v["revenue"].as_i64().unwrap(),
+            ),
+        );
     }
     assert_eq!(got, reference);
 
     // A bad record fails the job, and says where it is.
-    send_all(&producer, &[("orders", 1, "{\"order_id\": oops}".to_string())]);
+    send_all(
+        &producer,
+        &[("orders", 1, "{\"order_id\": oops}".to_string())],
+    );
     std::fs::write(
         dir.path().join("bad.sql"),
         format!(

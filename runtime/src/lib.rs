@@ -16,6 +16,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+mod event_time;
 pub mod graph;
 pub mod job;
 pub mod key_groups;

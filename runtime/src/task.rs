@@ -1,11 +1,7 @@
 //! The two run loops: a source task, and an operator task fed by channels.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -14,11 +10,12 @@ use crate::channel::{InputGate, Message};
 use crate::checkpoint::Barrier;
 use crate::checkpoint::coordinator::TaskReport;
 use crate::error::{BoxError, RuntimeError};
+use crate::event_time::{EventTimeAssigner, arrival_times, now_ms};
 use crate::graph::NodeId;
 use crate::operator::OperatorContext;
 use crate::source::{EventTimeSpec, Source, SourcePoll};
 use crate::split_watermarks::SplitWatermarks;
-use crate::time::{EVENT_TIME_TYPE, EventTime, Watermark, max_event_time, with_event_time};
+use crate::time::{EventTime, Watermark, max_event_time, with_event_time};
 use crate::watermarks::{BoundedOutOfOrderness, InputWatermarks};
 use tokio::sync::{mpsc, watch};
 
@@ -86,6 +83,20 @@ impl SourceTask {
             self.chain.watermark(Watermark::EventTime(w)).await?;
         }
         Ok(())
+    }
+
+    /// Adds event time to `batch` and pushes it down the chain; its largest
+    /// event time.
+    async fn push_rows(
+        &mut self,
+        assigner: &EventTimeAssigner,
+        batch: arrow::array::RecordBatch,
+    ) -> Result<Option<EventTime>, NodeError> {
+        let at = |e: RuntimeError| NodeError::new(self.node, e.into());
+        let batch = assigner.assign(batch).map_err(at)?;
+        let max = max_event_time(&batch).map_err(at)?;
+        self.chain.push(batch, 0, true).await?;
+        Ok(max)
     }
 
     pub async fn run(mut self) -> Result<(), NodeError> {
@@ -182,10 +193,7 @@ impl SourceTask {
                     }
                     idle = false;
                     idle_deadline = Instant::now() + self.idle_timeout;
-                    let batch = assigner.assign(batch).map_err(|e| at(e.into()))?;
-                    let max = max_event_time(&batch).map_err(|e| at(e.into()))?;
-                    self.chain.push(batch, 0, true).await?;
-                    if let Some(max) = max {
+                    if let Some(max) = self.push_rows(&assigner, batch).await? {
                         watermarks.observe(max);
                     }
                     self.advance_to(watermarks.current()).await?;
@@ -197,9 +205,7 @@ impl SourceTask {
                     }
                     idle = false;
                     idle_deadline = Instant::now() + self.idle_timeout;
-                    let batch = assigner.assign(batch).map_err(|e| at(e.into()))?;
-                    let max = max_event_time(&batch).map_err(|e| at(e.into()))?;
-                    self.chain.push(batch, 0, true).await?;
+                    let max = self.push_rows(&assigner, batch).await?;
                     let now = Instant::now();
                     splits.observe(split, max, now);
                     self.advance_to(splits.current(now)).await?;
@@ -509,102 +515,6 @@ async fn checkpoint_completed(completed: &mut Option<watch::Receiver<u64>>) -> u
         },
         None => std::future::pending().await,
     }
-}
-
-/// Adds the event-time column to a source's batch.
-struct EventTimeAssigner {
-    column: Option<String>,
-}
-
-impl EventTimeAssigner {
-    fn new(spec: &EventTimeSpec) -> Self {
-        match spec {
-            EventTimeSpec::Column { name, .. } => EventTimeAssigner {
-                column: Some(name.clone()),
-            },
-            EventTimeSpec::ArrivalTime => EventTimeAssigner { column: None },
-        }
-    }
-
-    fn assign(&self, batch: RecordBatch) -> Result<RecordBatch, RuntimeError> {
-        let Some(name) = &self.column else {
-            return with_event_time(&batch, arrival_times(batch.num_rows()));
-        };
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            RuntimeError::Schema(format!(
-                "event-time column `{name}` is not in the source's rows"
-            ))
-        })?;
-        let times = to_event_time(column)
-            .map_err(|e| RuntimeError::Schema(format!("event-time column `{name}`: {e}")))?;
-        if times.null_count() > 0 {
-            return Err(RuntimeError::Schema(format!(
-                "event-time column `{name}` is NULL in {} of {} rows",
-                times.null_count(),
-                times.len()
-            )));
-        }
-        with_event_time(&batch, times)
-    }
-}
-
-/// Converts a timestamp, date or integer (epoch milliseconds) column to event time.
-fn to_event_time(column: &ArrayRef) -> Result<ArrayRef, RuntimeError> {
-    Ok(match column.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, None) => column.clone(),
-        DataType::Timestamp(_, tz) => {
-            // The values are UTC instants whatever the zone: only the unit changes.
-            let ms = cast(
-                column,
-                &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
-            )?;
-            Arc::new(
-                ms.as_primitive::<TimestampMillisecondType>()
-                    .clone()
-                    .with_timezone_opt(None::<String>),
-            )
-        }
-        DataType::Int64 => {
-            let ints = column.as_primitive::<arrow::datatypes::Int64Type>();
-            Arc::new(TimestampMillisecondArray::new(
-                ints.values().clone(),
-                ints.nulls().cloned(),
-            ))
-        }
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32 => {
-            let ints = cast(column, &DataType::Int64)?;
-            return to_event_time(&ints);
-        }
-        DataType::Date32
-        | DataType::Date64
-        | DataType::Utf8
-        | DataType::LargeUtf8
-        | DataType::Utf8View => cast(column, &EVENT_TIME_TYPE)?,
-        other => {
-            return Err(RuntimeError::Schema(format!(
-                "has type {other}; event time needs a timestamp, a date or epoch milliseconds"
-            )));
-        }
-    })
-}
-
-/// The wall clock in ms since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn arrival_times(rows: usize) -> ArrayRef {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Arc::new(TimestampMillisecondArray::from_value(now, rows))
 }
 
 #[cfg(test)]

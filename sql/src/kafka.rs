@@ -16,8 +16,8 @@ use headwater_runtime::EventTimeSpec;
 
 use crate::connectors::{decode_policy, line_format};
 use crate::ddl::{Options, TableDef, duration};
-use crate::script::OptionValue;
 use crate::error::SqlError;
+use crate::script::OptionValue;
 
 /// The options a Kafka source takes.
 const KNOWN: &[&str] = &[
@@ -65,9 +65,11 @@ pub fn source(
             }
             Topics::Named(names)
         }
-        (None, Some(pattern)) => Topics::Pattern(regex::Regex::new(&pattern.value).map_err(
-            |e| SqlError::invalid(pattern.at, format!("'topic-pattern' is not a regex: {e}")),
-        )?),
+        (None, Some(pattern)) => {
+            Topics::Pattern(regex::Regex::new(&pattern.value).map_err(|e| {
+                SqlError::invalid(pattern.at, format!("'topic-pattern' is not a regex: {e}"))
+            })?)
+        }
         (Some(topic), Some(_)) => {
             return Err(SqlError::invalid(
                 topic.at,
@@ -119,12 +121,14 @@ pub fn source(
         source = source.with_discovery_interval((!every.is_zero()).then_some(every));
     }
     if let Some(idle) = options.get("scan.watermark.idle-timeout") {
-        let timeout = duration(&idle.value).filter(|d| !d.is_zero()).ok_or_else(|| {
-            SqlError::invalid(
-                idle.at,
-                format!("`{}` is not a duration such as '30 s'", idle.value),
-            )
-        })?;
+        let timeout = duration(&idle.value)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                SqlError::invalid(
+                    idle.at,
+                    format!("`{}` is not a duration such as '30 s'", idle.value),
+                )
+            })?;
         source = source.with_idle_timeout(timeout);
     }
     source
@@ -135,7 +139,10 @@ pub fn source(
 
 /// `'format'` (or `'value.format'`): json, csv or raw.
 fn value_format(options: &Options) -> Result<ValueFormat, SqlError> {
-    let Some(format) = options.get("format").or_else(|| options.get("value.format")) else {
+    let Some(format) = options
+        .get("format")
+        .or_else(|| options.get("value.format"))
+    else {
         return Err(SqlError::invalid(
             options.at,
             "the kafka connector needs 'format' ('json', 'csv' or 'raw')",
@@ -161,7 +168,9 @@ fn value_format(options: &Options) -> Result<ValueFormat, SqlError> {
         })),
         other => Err(SqlError::unsupported(
             format.at,
-            format!("format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"),
+            format!(
+                "format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"
+            ),
         )),
     }
 }
@@ -173,9 +182,9 @@ fn millis(options: &Options, key: &str, mode: &OptionValue) -> Result<i64, SqlEr
 }
 
 fn specific(options: &Options, key: &str, mode: &OptionValue) -> Result<Vec<(i32, i64)>, SqlError> {
-    let given = options.get(key).ok_or_else(|| {
-        SqlError::invalid(mode.at, format!("'specific-offsets' needs '{key}'"))
-    })?;
+    let given = options
+        .get(key)
+        .ok_or_else(|| SqlError::invalid(mode.at, format!("'specific-offsets' needs '{key}'")))?;
     parse_specific_offsets(&given.value).map_err(|e| SqlError::invalid(given.at, e.to_string()))
 }
 
@@ -188,7 +197,9 @@ fn startup(options: &Options) -> Result<StartupMode, SqlError> {
         "earliest-offset" => StartupMode::EarliestOffset,
         "latest-offset" => StartupMode::LatestOffset,
         "group-offsets" => StartupMode::GroupOffsets,
-        "timestamp" => StartupMode::Timestamp(millis(options, "scan.startup.timestamp-millis", mode)?),
+        "timestamp" => {
+            StartupMode::Timestamp(millis(options, "scan.startup.timestamp-millis", mode)?)
+        }
         "specific-offsets" => {
             StartupMode::SpecificOffsets(specific(options, "scan.startup.specific-offsets", mode)?)
         }
@@ -211,7 +222,9 @@ fn bounded(options: &Options) -> Result<Option<BoundedMode>, SqlError> {
     Ok(Some(match mode.value.to_lowercase().as_str() {
         "unbounded" => return Ok(None),
         "latest-offset" => BoundedMode::LatestOffset,
-        "timestamp" => BoundedMode::Timestamp(millis(options, "scan.bounded.timestamp-millis", mode)?),
+        "timestamp" => {
+            BoundedMode::Timestamp(millis(options, "scan.bounded.timestamp-millis", mode)?)
+        }
         "specific-offsets" => {
             BoundedMode::SpecificOffsets(specific(options, "scan.bounded.specific-offsets", mode)?)
         }
@@ -259,7 +272,8 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
             sink = sink.with_property(property, value.value.clone());
         }
     }
-    sink = sink.with_format(row_format(options, "format", "value.format")?.unwrap_or(RowFormat::Json));
+    sink =
+        sink.with_format(row_format(options, "format", "value.format")?.unwrap_or(RowFormat::Json));
     if let Some(fields) = options.get("key.fields") {
         let names: Vec<&str> = fields
             .value
@@ -271,11 +285,15 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
             if table.schema.field_with_name(name).is_err() {
                 return Err(SqlError::invalid(
                     fields.at,
-                    format!("'key.fields' names `{name}`, which table `{}` does not have", table.name),
+                    format!(
+                        "'key.fields' names `{name}`, which table `{}` does not have",
+                        table.name
+                    ),
                 ));
             }
         }
-        let key_format = row_format(options, "key.format", "key.format")?.unwrap_or(RowFormat::Json);
+        let key_format =
+            row_format(options, "key.format", "key.format")?.unwrap_or(RowFormat::Json);
         sink = sink.with_key(&names, key_format);
     }
     if let Some(p) = options.get("sink.partitioner") {
@@ -333,7 +351,9 @@ fn row_format(options: &Options, key: &str, alias: &str) -> Result<Option<RowFor
         other => {
             return Err(SqlError::unsupported(
                 format.at,
-                format!("format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"),
+                format!(
+                    "format '{other}' is not supported by the kafka connector: use 'json', 'csv' or 'raw'"
+                ),
             ));
         }
     }))

@@ -76,7 +76,10 @@ impl Cursor {
             .codec
             .rows
             .convert_rows(values.iter().map(|v| parser.parse(v)))?;
-        Ok(Some(RecordBatch::try_new(self.scan.schema.clone(), columns)?))
+        Ok(Some(RecordBatch::try_new(
+            self.scan.schema.clone(),
+            columns,
+        )?))
     }
 }
 

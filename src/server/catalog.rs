@@ -458,7 +458,10 @@ impl Catalog {
             tracing::error!("the catalog cannot be saved to {}: {e}", path.display());
             StatementError::new(
                 "58030",
-                format!("the catalog cannot be saved ({}): the server's log has more", e.kind()),
+                format!(
+                    "the catalog cannot be saved ({}): the server's log has more",
+                    e.kind()
+                ),
             )
         })
     }

@@ -185,7 +185,10 @@ impl Engine {
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("planning a statement failed: {e}");
-                Err(StatementError::new("XX000", "planning the statement failed"))
+                Err(StatementError::new(
+                    "XX000",
+                    "planning the statement failed",
+                ))
             })
     }
 

@@ -100,7 +100,10 @@ fn runs_code(key: &str) -> bool {
     let setting = key.strip_prefix("properties.").unwrap_or(key);
     matches!(
         setting,
-        "plugin.library.paths" | "ssl.engine.location" | "ssl.providers" | "sasl.kerberos.kinit.cmd"
+        "plugin.library.paths"
+            | "ssl.engine.location"
+            | "ssl.providers"
+            | "sasl.kerberos.kinit.cmd"
     )
 }
 

@@ -48,7 +48,9 @@ pub enum Partitioner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowFormat {
     Json,
-    Csv { delimiter: u8 },
+    Csv {
+        delimiter: u8,
+    },
     /// The one column's text or bytes.
     Raw,
 }
@@ -285,7 +287,8 @@ pub fn encode_rows(batch: &RecordBatch, format: RowFormat) -> Result<Vec<Vec<u8>
     }
     match format {
         RowFormat::Raw => {
-            let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Binary)?;
+            let column =
+                arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Binary)?;
             let column = column
                 .as_any()
                 .downcast_ref::<arrow::array::BinaryArray>()

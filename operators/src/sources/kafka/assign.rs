@@ -5,7 +5,9 @@
 //! take the offsets the checkpoint holds for their partitions.
 
 /// A topic's partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
@@ -13,8 +15,9 @@ pub struct TopicPartition {
 
 /// Java's `String.hashCode`, over UTF-16 code units, as Flink computes it.
 fn java_hash(text: &str) -> i32 {
-    text.encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    text.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The subtask (of `parallelism`) that reads `tp`: Flink's rule, so that a

@@ -19,10 +19,10 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
+use super::KafkaSource;
 use super::assign::{TopicPartition, owner};
 use super::records::{Decoded, Record, RecordDecoder};
 use super::resolve::{ResolveError, Resolved, discover, resolve};
-use super::KafkaSource;
 use crate::decode_error::{
     BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch,
 };
@@ -198,8 +198,8 @@ impl KafkaReader {
             .unwrap_or_default();
         let mut assignment = TopicPartitionList::new();
         for (tp, &offset) in &resolved.next {
-            let done = finished.contains(tp)
-                || resolved.stops.get(tp).is_some_and(|&stop| offset >= stop);
+            let done =
+                finished.contains(tp) || resolved.stops.get(tp).is_some_and(|&stop| offset >= stop);
             if !done {
                 assignment.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))?;
             }

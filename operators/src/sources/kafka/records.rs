@@ -100,7 +100,10 @@ impl RecordDecoder {
     }
 
     /// Every value as the table's one column; a STRING that is not UTF-8 is bad.
-    fn raw(&mut self, records: &[Record]) -> Result<(RecordBatch, Vec<(usize, String)>), OperatorError> {
+    fn raw(
+        &mut self,
+        records: &[Record],
+    ) -> Result<(RecordBatch, Vec<(usize, String)>), OperatorError> {
         let mut bad = Vec::new();
         let column: ArrayRef = match self.schema.field(0).data_type() {
             DataType::Binary => Arc::new(
@@ -123,7 +126,10 @@ impl RecordDecoder {
                 arrow::compute::cast(&StringArray::from(values), data_type)?
             }
         };
-        Ok((RecordBatch::try_new(self.schema.clone(), vec![column])?, bad))
+        Ok((
+            RecordBatch::try_new(self.schema.clone(), vec![column])?,
+            bad,
+        ))
     }
 
     /// The values as lines of JSON or CSV, decoded in one chunk.
@@ -257,7 +263,8 @@ mod tests {
 
     #[test]
     fn bad_records_cut_the_rows_into_runs_with_exact_offsets() {
-        let mut decoder = RecordDecoder::new(ValueFormat::Lines(LineFormat::Json), schema()).unwrap();
+        let mut decoder =
+            RecordDecoder::new(ValueFormat::Lines(LineFormat::Json), schema()).unwrap();
         let records = vec![
             record(10, r#"{"id":1,"name":"a"}"#),
             record(11, "{\n  \"id\": 2,\n  \"name\": \"pretty\"\n}"),

@@ -65,11 +65,15 @@ fn owned(
 }
 
 fn low(consumer: &StreamConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
-    Ok(consumer.fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?.0)
+    Ok(consumer
+        .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?
+        .0)
 }
 
 fn high(consumer: &StreamConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
-    Ok(consumer.fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?.1)
+    Ok(consumer
+        .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?
+        .1)
 }
 
 /// The first offset at or after `timestamp` in each partition; the end of
