@@ -177,23 +177,34 @@ fn a_sql_job_writes_keyed_rows_where_kafka_would_put_them() {
     bids.sort_unstable();
     assert!(bids == (0..3000).collect::<Vec<_>>());
 
-    // Exactly-once is refused, not faked.
-    std::fs::write(
-        dir.path().join("eo.sql"),
-        format!(
-            "{source}
-             CREATE TABLE out (bid BIGINT) WITH ('connector' = 'kafka', 'topic' = 'x',
-               'properties.bootstrap.servers' = '{servers}', 'format' = 'json',
-               'sink.delivery-guarantee' = 'exactly-once');
-             INSERT INTO out SELECT bid FROM bids;"
-        ),
-    )
-    .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["run", "eo.sql"])
-        .current_dir(dir.path())
-        .output()
+    // Exactly-once needs a transactional-id prefix, and checkpoints: each
+    // missing one is named.
+    let run = |script: &str, options: &str| {
+        std::fs::write(
+            dir.path().join("eo.sql"),
+            format!(
+                "{source}
+                 CREATE TABLE out (bid BIGINT) WITH ('connector' = 'kafka', 'topic' = 'x',
+                   'properties.bootstrap.servers' = '{servers}', 'format' = 'json',
+                   'sink.delivery-guarantee' = 'exactly-once'{options});
+                 INSERT INTO out SELECT bid FROM bids;"
+            ),
+        )
         .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("exactly-once"));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["run", script])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run("eo.sql", "");
+    assert!(
+        stderr.contains("'sink.transactional-id-prefix'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("eo.sql:"), "the error says where: {stderr}");
+    let stderr = run("eo.sql", ", 'sink.transactional-id-prefix' = 'p'");
+    assert!(stderr.contains("--checkpoint-dir"), "{stderr}");
 }

@@ -10,7 +10,9 @@
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
+use arrow::array::{
+    BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, UInt64Builder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::OperatorError;
@@ -55,6 +57,12 @@ static DEAD_LETTER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("byte_offset", DataType::UInt64, true),
         Field::new("error", DataType::Utf8, false),
         Field::new("raw", DataType::Utf8, false),
+        // Where a Kafka record came from, and its exact key and value bytes.
+        Field::new("topic", DataType::Utf8, true),
+        Field::new("partition", DataType::Int32, true),
+        Field::new("offset", DataType::Int64, true),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
     ]))
 });
 
@@ -73,6 +81,17 @@ pub struct BadRecord {
     pub byte_offset: Option<u64>,
     pub error: String,
     pub raw: Vec<u8>,
+    /// Set for a Kafka record: its position and key.
+    pub kafka: Option<KafkaOrigin>,
+}
+
+/// Where a bad Kafka record was, and its key (`raw` holds its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOrigin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
 }
 
 impl BadRecord {
@@ -100,12 +119,23 @@ pub fn dead_letters_batch(records: &[BadRecord]) -> Result<RecordBatch, Operator
     let mut offset = UInt64Builder::with_capacity(records.len());
     let mut error = StringBuilder::new();
     let mut raw = StringBuilder::new();
+    let mut topic = StringBuilder::new();
+    let mut partition = Int32Builder::with_capacity(records.len());
+    let mut kafka_offset = Int64Builder::with_capacity(records.len());
+    let mut key = BinaryBuilder::new();
+    let mut value = BinaryBuilder::new();
     for r in records {
         source.append_value(&r.source);
         line.append_option(r.line);
         offset.append_option(r.byte_offset);
         error.append_value(&r.error);
         raw.append_value(String::from_utf8_lossy(&r.raw));
+        let origin = r.kafka.as_ref();
+        topic.append_option(origin.map(|o| &o.topic));
+        partition.append_option(origin.map(|o| o.partition));
+        kafka_offset.append_option(origin.map(|o| o.offset));
+        key.append_option(origin.and_then(|o| o.key.as_deref()));
+        value.append_option(origin.map(|_| &r.raw));
     }
     Ok(RecordBatch::try_new(
         dead_letter_schema(),
@@ -115,6 +145,11 @@ pub fn dead_letters_batch(records: &[BadRecord]) -> Result<RecordBatch, Operator
             Arc::new(offset.finish()),
             Arc::new(error.finish()),
             Arc::new(raw.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(kafka_offset.finish()),
+            Arc::new(key.finish()),
+            Arc::new(value.finish()),
         ],
     )?)
 }

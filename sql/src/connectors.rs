@@ -4,6 +4,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use headwater_operators::DecodeErrorPolicy;
 use headwater_operators::formats::LineFormat;
+use headwater_operators::sinks::kafka::KafkaSink;
 use headwater_operators::sinks::{BlackholeSink, FileSink, SinkSpec, StdoutSink};
 use headwater_operators::sources::SourceSpec;
 use headwater_operators::sources::datagen::{DatagenSource, FieldGen};
@@ -14,14 +15,24 @@ use headwater_runtime::EventTimeSpec;
 use crate::ddl::{Options, TableDef};
 use crate::error::SqlError;
 
-/// A table read as a source: its connector, and the dead-letter directory
-/// if bad rows go there.
+/// A table read as a source: its connector, and where bad rows go if they
+/// go anywhere.
 pub struct SourceTable {
     pub spec: Box<dyn SourceSpec>,
     /// The connector's own columns, when it makes more than the table declares.
     pub produces: SchemaRef,
     pub event_time: EventTimeSpec,
-    pub dead_letters: Option<std::path::PathBuf>,
+    pub dead_letters: Option<DeadLetters>,
+}
+
+/// Where `'decode-error' = 'dlq'` sends bad rows.
+pub enum DeadLetters {
+    /// JSON lines in this directory (`decode-error.path`).
+    Directory(std::path::PathBuf),
+    /// This Kafka topic (`decode-error.topic`); the transactional-id prefix
+    /// is the table's `decode-error.transactional-id-prefix`, or made from
+    /// the job's and the source's names when it has none.
+    Kafka(KafkaSink),
 }
 
 /// The source of `table`.
@@ -58,7 +69,7 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
                     "decode-error.path",
                     "'decode-error' = 'dlq' (where the bad rows go)",
                 )?;
-                dead_letters = Some(dir.value.clone().into());
+                dead_letters = Some(DeadLetters::Directory(dir.value.clone().into()));
             }
             let mut source = FileSource::json(path, table.schema.clone())
                 .with_event_time(event_time.clone())

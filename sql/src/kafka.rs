@@ -8,13 +8,15 @@ use std::path::PathBuf;
 
 use headwater_operators::DecodeErrorPolicy;
 use headwater_operators::formats::LineFormat;
-use headwater_operators::sinks::kafka::{DeliveryGuarantee, KafkaSink, Partitioner, RowFormat};
+use headwater_operators::sinks::kafka::{
+    DeliveryGuarantee, KafkaSink, Partitioner, RowFormat, is_client_setting,
+};
 use headwater_operators::sources::kafka::{
     BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat, parse_specific_offsets,
 };
 use headwater_runtime::EventTimeSpec;
 
-use crate::connectors::{decode_policy, line_format};
+use crate::connectors::{DeadLetters, decode_policy, line_format};
 use crate::ddl::{Options, TableDef, duration};
 use crate::error::SqlError;
 use crate::script::OptionValue;
@@ -33,6 +35,8 @@ const KNOWN: &[&str] = &[
     "csv.ignore-parse-errors",
     "decode-error",
     "decode-error.path",
+    "decode-error.topic",
+    "decode-error.transactional-id-prefix",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
     "scan.startup.specific-offsets",
@@ -43,12 +47,11 @@ const KNOWN: &[&str] = &[
     "scan.watermark.idle-timeout",
 ];
 
-/// The Kafka source of `table`, and the dead-letter directory if bad
-/// records go there.
+/// The Kafka source of `table`, and where bad records go, if anywhere.
 pub fn source(
     table: &TableDef,
     event_time: EventTimeSpec,
-) -> Result<(KafkaSource, Option<PathBuf>), SqlError> {
+) -> Result<(KafkaSource, Option<DeadLetters>), SqlError> {
     let options = &table.options;
     options.check_known("kafka", KNOWN)?;
     let topics = match (options.get("topic"), options.get("topic-pattern")) {
@@ -98,11 +101,7 @@ pub fn source(
     let policy = decode_policy(options)?;
     let mut dead_letters = None;
     if policy == DecodeErrorPolicy::DeadLetter {
-        let dir = options.require(
-            "decode-error.path",
-            "'decode-error' = 'dlq' (where the bad records go)",
-        )?;
-        dead_letters = Some(dir.value.clone().into());
+        dead_letters = Some(dead_letters_of(options, &source)?);
     }
     source = source
         .on_decode_error(policy)
@@ -135,6 +134,46 @@ pub fn source(
         .validate()
         .map_err(|e| SqlError::invalid(options.at, e.to_string()))?;
     Ok((source, dead_letters))
+}
+
+/// Where a Kafka table's bad records go: a topic (`decode-error.topic`, on
+/// the same brokers, with the same properties) or a directory.
+fn dead_letters_of(options: &Options, source: &KafkaSource) -> Result<DeadLetters, SqlError> {
+    match (
+        options.get("decode-error.topic"),
+        options.get("decode-error.path"),
+    ) {
+        (Some(topic), None) => {
+            let name = topic.value.trim();
+            if name.is_empty() || name.contains(';') {
+                return Err(SqlError::invalid(
+                    topic.at,
+                    "'decode-error.topic' names one topic",
+                ));
+            }
+            let mut sink = KafkaSink::dead_letters("", name, "");
+            sink.properties = source
+                .properties
+                .iter()
+                .filter(|(key, _)| is_client_setting(key))
+                .cloned()
+                .collect();
+            sink.transactional_id_prefix = options
+                .get("decode-error.transactional-id-prefix")
+                .map(|p| p.value.clone());
+            Ok(DeadLetters::Kafka(sink))
+        }
+        (None, Some(dir)) => Ok(DeadLetters::Directory(PathBuf::from(&dir.value))),
+        (Some(topic), Some(_)) => Err(SqlError::invalid(
+            topic.at,
+            "give 'decode-error.topic' or 'decode-error.path', not both",
+        )),
+        (None, None) => Err(SqlError::invalid(
+            options.at,
+            "'decode-error' = 'dlq' needs 'decode-error.topic' (a Kafka topic) or \
+             'decode-error.path' (a directory): where the bad records go",
+        )),
+    }
 }
 
 /// `'format'` (or `'value.format'`): json, csv or raw.
@@ -310,16 +349,23 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
         });
     }
     if let Some(g) = options.get("sink.delivery-guarantee") {
-        sink = sink.with_delivery(match g.value.to_lowercase().as_str() {
+        let guarantee = match g.value.to_lowercase().as_str() {
             "at-least-once" => DeliveryGuarantee::AtLeastOnce,
             "none" => DeliveryGuarantee::None,
             "exactly-once" => {
-                return Err(SqlError::unsupported(
-                    g.at,
-                    "'sink.delivery-guarantee' = 'exactly-once' is not built yet: use \
-                     'at-least-once' (every record delivered at each checkpoint; a restore may \
-                     repeat some)",
-                ));
+                let Some(prefix) = options
+                    .get("sink.transactional-id-prefix")
+                    .filter(|p| !p.value.trim().is_empty())
+                else {
+                    return Err(SqlError::invalid(
+                        g.at,
+                        "'sink.delivery-guarantee' = 'exactly-once' needs \
+                         'sink.transactional-id-prefix', a name unique to this job (its \
+                         producers are <prefix>-<subtask>)",
+                    ));
+                };
+                sink.transactional_id_prefix = Some(prefix.value.trim().to_string());
+                DeliveryGuarantee::ExactlyOnce
             }
             other => {
                 return Err(SqlError::invalid(
@@ -329,7 +375,8 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
                     ),
                 ));
             }
-        });
+        };
+        sink = sink.with_delivery(guarantee);
     }
     Ok(sink)
 }

@@ -74,3 +74,94 @@ pub fn start() -> Broker {
         _data: data,
     }
 }
+
+/// Creates `topics` (name, partitions) on the broker.
+#[allow(dead_code)]
+pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+}
+
+/// One record as a `read_committed` consumer sees it.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Every committed record of `topic`, read from the start up to the end of
+/// what is committed now (blocking).
+#[allow(dead_code)]
+pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<Seen> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "headwater-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    assert!(partitions > 0, "topic {topic} has no partitions");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut ended = std::collections::HashSet::new();
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while ended.len() < partitions {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "reading {topic} did not reach its end"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => seen.push(Seen {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    seen
+}

@@ -417,6 +417,7 @@ impl FileReader {
                 byte_offset: Some(offset),
                 error,
                 raw,
+                kafka: None,
             };
             match self.spec.on_decode_error {
                 DecodeErrorPolicy::Fail => return Err(record.into_error()),

@@ -13,7 +13,7 @@ use headwater_runtime::graph::{Edge, OperatorFactory};
 use headwater_runtime::time::{EVENT_TIME_FIELD, schema_with_event_time};
 use headwater_runtime::{JobGraph, NodeId, Operator, Partitioning};
 
-use crate::connectors::SourceTable;
+use crate::connectors::{DeadLetters, SourceTable};
 
 /// The output of one node, and how the next node receives it.
 #[derive(Debug, Clone)]
@@ -98,18 +98,27 @@ impl Dataflow {
         if let Some(timeout) = table.spec.idle_timeout() {
             self.graph.set_idle_timeout(node, timeout);
         }
-        if let Some(dir) = &table.dead_letters {
+        if let Some(dead_letters) = &table.dead_letters {
             let letters = Stream {
                 node,
                 schema: schema_with_event_time(&dead_letter_schema()),
                 partitioning: Partitioning::Forward,
             };
-            self.sink_from(
-                letters,
-                Some(DEAD_LETTER_OUTPUT),
-                &FileSink::json(dir),
-                &format!("{name}/dead_letters"),
-            )?;
+            let sink_name = format!("{name}/dead_letters");
+            let sink: Box<dyn SinkSpec> = match dead_letters {
+                DeadLetters::Directory(dir) => Box::new(FileSink::json(dir)),
+                DeadLetters::Kafka(sink) => {
+                    let mut sink = sink.clone();
+                    if sink.transactional_id_prefix.is_none() {
+                        // Unique to the job and the source, and stable
+                        // across its restarts.
+                        sink.transactional_id_prefix =
+                            Some(format!("headwater-{}-{sink_name}", self.graph.name));
+                    }
+                    Box::new(sink)
+                }
+            };
+            self.sink_from(letters, Some(DEAD_LETTER_OUTPUT), sink.as_ref(), &sink_name)?;
         }
         Ok(Stream {
             node,

@@ -29,7 +29,7 @@ use crate::decode_error::{
 use crate::error::OperatorError;
 
 /// What a checkpoint holds of a reader.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Position {
     /// The offset of the next record to send, by partition.
     next: Vec<(TopicPartition, i64)>,
@@ -167,9 +167,12 @@ impl KafkaReader {
     /// Finds this subtask's partitions, where to read each from and where
     /// to stop, and assigns them to the consumer; retried until the brokers
     /// answer.
+    /// Resolves the partitions and offsets to read, and assigns them. Safe to
+    /// cancel (a checkpoint barrier drops `next`): nothing changes before the
+    /// last await, so the restored position stays what a checkpoint takes.
     async fn start(&mut self) -> Result<(), BoxError> {
         let consumer = self.consumer()?;
-        let restored = self.restored.take();
+        let restored = self.restored.clone();
         let resolved: Resolved = loop {
             let spec = self.spec.clone();
             let consumer = consumer.clone();
@@ -205,6 +208,7 @@ impl KafkaReader {
             }
         }
         consumer.assign(&assignment)?;
+        self.restored = None;
         self.finished = finished;
         for (tp, &offset) in &resolved.next {
             if resolved.stops.get(tp).is_some_and(|&stop| offset >= stop) {
@@ -328,6 +332,10 @@ impl KafkaReader {
         self.pending.entry(tp.clone()).or_default().push(Record {
             offset,
             value: message.payload().map(<[u8]>::to_vec),
+            key: match self.spec.on_decode_error {
+                DecodeErrorPolicy::DeadLetter => message.key().map(<[u8]>::to_vec),
+                _ => None,
+            },
         });
         self.pending_count += 1;
         if stop.is_some_and(|stop| offset + 1 >= stop) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 
-use crate::decode_error::BadRecord;
+use crate::decode_error::{BadRecord, KafkaOrigin};
 use crate::error::OperatorError;
 use crate::formats::{LineDecoder, LineFormat};
 
@@ -28,6 +28,8 @@ pub struct Record {
     pub offset: i64,
     /// `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Kept only where a dead letter may need it.
+    pub key: Option<Vec<u8>>,
 }
 
 /// What a run of a partition's records gave, in order.
@@ -224,6 +226,12 @@ fn runs(
                 byte_offset: None,
                 error,
                 raw: record.value.clone().unwrap_or_default(),
+                kafka: Some(KafkaOrigin {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: record.offset,
+                    key: record.key.clone(),
+                }),
             },
             next_offset: record.offset + 1,
         });
@@ -251,6 +259,7 @@ mod tests {
         Record {
             offset,
             value: Some(value.as_bytes().to_vec()),
+            key: None,
         }
     }
 
@@ -271,6 +280,7 @@ mod tests {
             Record {
                 offset: 13,
                 value: None,
+                key: None,
             },
             record(14, r#"{"id":"nope"}"#),
             record(15, r#"{"id":4}"#),
@@ -314,6 +324,7 @@ mod tests {
             Record {
                 offset: 1,
                 value: Some(vec![0xff, 0xfe]),
+                key: Some(b"k".to_vec()),
             },
             record(2, "world"),
         ];
