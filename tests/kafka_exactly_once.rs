@@ -124,11 +124,27 @@ fn write_input(bootstrap: String) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn script(bootstrap: &str, prefix: &str, dead_letters: bool) -> String {
-    let decode_errors = if dead_letters {
+/// The job: windows to `revenue`; with `full`, dead letters to
+/// `bad-orders` and running totals per customer to the upsert topic `totals`.
+fn script(bootstrap: &str, prefix: &str, full: bool) -> String {
+    let decode_errors = if full {
         "'decode-error' = 'dlq', 'decode-error.topic' = 'bad-orders'"
     } else {
         "'decode-error' = 'skip'"
+    };
+    let totals = if full {
+        format!(
+            "CREATE TABLE totals (customer VARCHAR, orders BIGINT, total BIGINT,
+               PRIMARY KEY (customer) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = 'totals',
+               'properties.bootstrap.servers' = '{bootstrap}',
+               'key.format' = 'json', 'value.format' = 'json',
+               'sink.delivery-guarantee' = 'exactly-once',
+               'sink.transactional-id-prefix' = '{prefix}-totals');
+             INSERT INTO totals SELECT customer, count(*), sum(amount) FROM orders GROUP BY customer;"
+        )
+    } else {
+        String::new()
     };
     format!(
         "CREATE TABLE orders (customer VARCHAR, amount BIGINT, ts TIMESTAMP(3),
@@ -146,8 +162,36 @@ fn script(bootstrap: &str, prefix: &str, dead_letters: bool) -> String {
          INSERT INTO revenue
          SELECT customer, window_start, count(*), sum(amount)
          FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '10' SECOND))
-         GROUP BY customer, window_start, window_end;"
+         GROUP BY customer, window_start, window_end;
+         {totals}"
     )
+}
+
+/// The latest value per key of an upsert topic: `None` for a tombstone.
+fn latest(seen: &[Seen]) -> BTreeMap<String, Option<(i64, i64)>> {
+    let mut latest = BTreeMap::new();
+    for r in seen {
+        let key: serde_json::Value = serde_json::from_slice(r.key.as_ref().unwrap()).unwrap();
+        let value = r.value.as_ref().map(|v| {
+            let v: serde_json::Value = serde_json::from_slice(v).unwrap();
+            assert_eq!(v["customer"], key["customer"], "values hold the key too");
+            (v["orders"].as_i64().unwrap(), v["total"].as_i64().unwrap())
+        });
+        latest.insert(key["customer"].as_str().unwrap().to_string(), value);
+    }
+    latest
+}
+
+/// Per customer over every good record (and the four closing ones): orders and total.
+fn reference_totals() -> BTreeMap<String, Option<(i64, i64)>> {
+    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in (0..RECORDS).filter(|&i| !is_bad(i)) {
+        let t = totals.entry(format!("c{}", (i * 31) % 7)).or_default();
+        t.0 += 1;
+        t.1 += (i * 7919) % 1000;
+    }
+    totals.insert("end".into(), (4, 0));
+    totals.into_iter().map(|(k, v)| (k, Some(v))).collect()
 }
 
 fn window_rows(seen: &[Seen]) -> Vec<((String, i64), (i64, i64))> {
@@ -183,12 +227,17 @@ fn log_of(dir: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_windows_job_writes_each_window_and_dead_letter_once() {
+async fn sigkilled_job_writes_each_window_dead_letter_and_latest_total_once() {
     let broker = broker::start();
     let bootstrap = broker.bootstrap.clone();
     broker::create_topics(
         &bootstrap,
-        &[("orders", 4), ("revenue", 3), ("bad-orders", 2)],
+        &[
+            ("orders", 4),
+            ("revenue", 3),
+            ("bad-orders", 2),
+            ("totals", 3),
+        ],
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -198,6 +247,7 @@ async fn sigkilled_windows_job_writes_each_window_and_dead_letter_once() {
     )
     .unwrap();
     let expected: Vec<_> = reference().into_iter().collect();
+    let expected_totals = reference_totals();
     let writer = write_input(bootstrap.clone());
 
     // Six SIGKILLs at random moments, each restart at another parallelism
@@ -217,14 +267,16 @@ async fn sigkilled_windows_job_writes_each_window_and_dead_letter_once() {
     let started = Instant::now();
     loop {
         let seen = tokio::task::block_in_place(|| broker::read_committed(&bootstrap, "revenue"));
-        if seen.len() >= expected.len() {
+        let totals = tokio::task::block_in_place(|| broker::read_committed(&bootstrap, "totals"));
+        if seen.len() >= expected.len() && latest(&totals) == expected_totals {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(180),
-            "only {} of {} windows after 180 s; the job's log:\n{}",
+            "only {} of {} windows after 180 s, totals {:?}; the job's log:\n{}",
             seen.len(),
             expected.len(),
+            latest(&totals),
             log_of(dir.path())
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -237,6 +289,20 @@ async fn sigkilled_windows_job_writes_each_window_and_dead_letter_once() {
     let got_keys: BTreeSet<_> = got.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(got_keys.len(), got.len(), "a window was written twice");
     assert_eq!(got, expected, "log:\n{}", log_of(dir.path()));
+    // The upsert topic's latest value per key is the reference's, and each
+    // key's updates only grow (no update was lost and applied later).
+    let totals = tokio::task::block_in_place(|| broker::read_committed(&bootstrap, "totals"));
+    assert_eq!(latest(&totals), expected_totals);
+    let mut last: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for r in &totals {
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+        let orders = v["orders"].as_i64().unwrap();
+        let before = last.insert(r.key.clone().unwrap(), orders).unwrap_or(0);
+        assert!(
+            orders > before,
+            "an update went back: {before} then {orders}"
+        );
+    }
 
     // Every bad record reached the dead-letter topic once, as it was.
     let letters = tokio::task::block_in_place(|| broker::read_committed(&bootstrap, "bad-orders"));

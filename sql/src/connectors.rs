@@ -112,6 +112,16 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
             check_columns_of(table, &order_schema(), "orders")?;
             Box::new(source)
         }
+        "upsert-kafka" => {
+            return Err(SqlError::unsupported(
+                connector.at,
+                format!(
+                    "reading upsert-kafka table `{}` is not supported yet: it can be written \
+                     (INSERT INTO), and a 'kafka' table over the same topic reads its records",
+                    table.name
+                ),
+            ));
+        }
         "print" | "blackhole" => {
             return Err(SqlError::invalid(
                 connector.at,
@@ -149,6 +159,7 @@ pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
             Box::new(FileSink::json(path))
         }
         "kafka" => Box::new(crate::kafka::sink(table)?),
+        "upsert-kafka" => Box::new(crate::kafka::upsert_sink(table)?),
         "print" => {
             options.check_known("print", &["connector", "format"])?;
             match options.get("format").map(|f| f.value.to_lowercase()) {
@@ -175,17 +186,19 @@ pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
 
 /// Whether the sink of `table` takes a changelog (rows with `_change`).
 pub fn takes_changes(table: &TableDef) -> bool {
-    table
-        .options
-        .get("connector")
-        .is_some_and(|c| matches!(c.value.to_lowercase().as_str(), "print" | "blackhole"))
+    table.options.get("connector").is_some_and(|c| {
+        matches!(
+            c.value.to_lowercase().as_str(),
+            "print" | "blackhole" | "upsert-kafka"
+        )
+    })
 }
 
 fn unknown_connector(at: crate::error::Position, name: &str) -> SqlError {
     SqlError::invalid(
         at,
         format!(
-            "unknown connector '{name}': use filesystem, kafka, datagen, orders, print or blackhole"
+            "unknown connector '{name}': use filesystem, kafka, upsert-kafka, datagen, orders, print or blackhole"
         ),
     )
 }

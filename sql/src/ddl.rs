@@ -10,7 +10,10 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser;
-use sqlparser::ast::{ColumnOption, DataType as SqlType, ExactNumberInfo, Statement, TimezoneInfo};
+use sqlparser::ast::{
+    ColumnOption, ConstraintCharacteristics, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr,
+    PrimaryKeyConstraint, Statement, TableConstraint, TimezoneInfo,
+};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
@@ -24,6 +27,8 @@ pub struct TableDef {
     pub schema: SchemaRef,
     /// The event-time column and how late its rows may be.
     pub watermark: Option<(String, Duration)>,
+    /// `PRIMARY KEY (..) NOT ENFORCED`: the columns an upsert table is keyed by.
+    pub primary_key: Vec<String>,
     pub options: Options,
     pub at: Position,
 }
@@ -145,8 +150,27 @@ impl TableDef {
         }
         let name = create.name.to_string();
         let mut fields = Vec::with_capacity(create.columns.len());
+        let mut primary_key = Vec::new();
+        for constraint in &create.constraints {
+            let at = statement.start;
+            let TableConstraint::PrimaryKey(pk) = constraint else {
+                return Err(SqlError::unsupported(
+                    at,
+                    format!(
+                        "table `{name}`: only a PRIMARY KEY (..) NOT ENFORCED constraint is supported, not {constraint}"
+                    ),
+                ));
+            };
+            primary_key = primary_key_columns(pk, at)?;
+        }
         for column in &create.columns {
             let at = column.name.span.start.into();
+            for option in &column.options {
+                if let ColumnOption::PrimaryKey(pk) = &option.option {
+                    not_enforced(pk.characteristics.as_ref(), at)?;
+                    primary_key = vec![column.name.value.clone()];
+                }
+            }
             let not_null = column
                 .options
                 .iter()
@@ -170,6 +194,14 @@ impl TableDef {
                 format!("table `{name}` has no columns"),
             ));
         }
+        for key in &primary_key {
+            if !fields.iter().any(|f| f.name() == key) {
+                return Err(SqlError::invalid(
+                    statement.start,
+                    format!("table `{name}`: the primary key names `{key}`, which is not a column"),
+                ));
+            }
+        }
         let schema = Arc::new(Schema::new(fields));
         let watermark = statement
             .watermark
@@ -180,6 +212,7 @@ impl TableDef {
             name,
             schema,
             watermark,
+            primary_key,
             options: Options {
                 values: statement.options.clone(),
                 at: statement.start,
@@ -192,6 +225,37 @@ impl TableDef {
     pub fn connector(&self) -> Result<&OptionValue, SqlError> {
         self.options
             .require("connector", &format!("table `{}`", self.name))
+    }
+}
+
+/// The columns of `PRIMARY KEY (a, b) NOT ENFORCED`.
+fn primary_key_columns(pk: &PrimaryKeyConstraint, at: Position) -> Result<Vec<String>, SqlError> {
+    not_enforced(pk.characteristics.as_ref(), at)?;
+    pk.columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            SqlExpr::Identifier(ident) => Ok(ident.value.clone()),
+            other => Err(SqlError::invalid(
+                at,
+                format!("a primary key is made of columns, not `{other}`"),
+            )),
+        })
+        .collect()
+}
+
+/// Headwater does not own the data it writes, so it cannot enforce a key:
+/// as in Flink, the only mode is `NOT ENFORCED`, and it must be said.
+fn not_enforced(
+    characteristics: Option<&ConstraintCharacteristics>,
+    at: Position,
+) -> Result<(), SqlError> {
+    match characteristics.and_then(|c| c.enforced) {
+        Some(false) => Ok(()),
+        _ => Err(SqlError::unsupported(
+            at,
+            "a primary key is not enforced (Headwater does not own the data): write \
+             PRIMARY KEY (..) NOT ENFORCED",
+        )),
     }
 }
 

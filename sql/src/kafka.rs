@@ -349,36 +349,124 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
         });
     }
     if let Some(g) = options.get("sink.delivery-guarantee") {
-        let guarantee = match g.value.to_lowercase().as_str() {
-            "at-least-once" => DeliveryGuarantee::AtLeastOnce,
-            "none" => DeliveryGuarantee::None,
-            "exactly-once" => {
-                let Some(prefix) = options
-                    .get("sink.transactional-id-prefix")
-                    .filter(|p| !p.value.trim().is_empty())
-                else {
-                    return Err(SqlError::invalid(
-                        g.at,
-                        "'sink.delivery-guarantee' = 'exactly-once' needs \
-                         'sink.transactional-id-prefix', a name unique to this job (its \
-                         producers are <prefix>-<subtask>)",
-                    ));
-                };
-                sink.transactional_id_prefix = Some(prefix.value.trim().to_string());
-                DeliveryGuarantee::ExactlyOnce
-            }
-            other => {
-                return Err(SqlError::invalid(
-                    g.at,
-                    format!(
-                        "'sink.delivery-guarantee' is at-least-once, exactly-once or none, not '{other}'"
-                    ),
-                ));
-            }
-        };
+        let guarantee = delivery_guarantee(options, g)?;
+        if guarantee == DeliveryGuarantee::ExactlyOnce {
+            sink.transactional_id_prefix = options
+                .get("sink.transactional-id-prefix")
+                .map(|p| p.value.trim().to_string());
+        }
         sink = sink.with_delivery(guarantee);
     }
     Ok(sink)
+}
+
+/// The options an upsert-kafka sink takes (Flink's).
+const UPSERT_OPTIONS: &[&str] = &[
+    "connector",
+    "topic",
+    "properties.*",
+    "key.format",
+    "value.format",
+    "csv.field-delimiter",
+    "value.fields-include",
+    "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
+];
+
+/// The upsert-kafka sink of `table`: upserts keyed by its primary key,
+/// deletes as tombstones.
+pub fn upsert_sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
+    let options = &table.options;
+    options.check_known("upsert-kafka", UPSERT_OPTIONS)?;
+    if table.primary_key.is_empty() {
+        return Err(SqlError::invalid(
+            table.at,
+            format!(
+                "upsert-kafka table `{}` needs a key: declare PRIMARY KEY (..) NOT ENFORCED",
+                table.name
+            ),
+        ));
+    }
+    let topic = options.require("topic", "an upsert-kafka table (one topic)")?;
+    if topic.value.contains(';') || topic.value.trim().is_empty() {
+        return Err(SqlError::invalid(
+            topic.at,
+            "an upsert-kafka table has one topic",
+        ));
+    }
+    let servers = options.require(
+        "properties.bootstrap.servers",
+        "the upsert-kafka connector (the brokers to write to)",
+    )?;
+    let key: Vec<&str> = table.primary_key.iter().map(String::as_str).collect();
+    let mut sink = KafkaSink::upsert(&servers.value, topic.value.trim(), &key);
+    for (k, value) in &options.values {
+        if let Some(property) = k.strip_prefix("properties.") {
+            sink = sink.with_property(property, value.value.clone());
+        }
+    }
+    let need = |key: &str| {
+        row_format(options, key, key)?.ok_or_else(|| {
+            SqlError::invalid(
+                options.at,
+                format!("the upsert-kafka connector needs '{key}' ('json', 'csv' or 'raw')"),
+            )
+        })
+    };
+    sink.key_format = need("key.format")?;
+    sink.format = need("value.format")?;
+    if let Some(include) = options.get("value.fields-include") {
+        sink.value_includes_key = match include.value.to_uppercase().as_str() {
+            "ALL" => true,
+            "EXCEPT_KEY" => false,
+            other => {
+                return Err(SqlError::invalid(
+                    include.at,
+                    format!("'value.fields-include' is ALL or EXCEPT_KEY, not '{other}'"),
+                ));
+            }
+        };
+    }
+    if let Some(g) = options.get("sink.delivery-guarantee") {
+        let guarantee = delivery_guarantee(options, g)?;
+        if guarantee == DeliveryGuarantee::ExactlyOnce {
+            sink.transactional_id_prefix = options
+                .get("sink.transactional-id-prefix")
+                .map(|p| p.value.trim().to_string());
+        }
+        sink = sink.with_delivery(guarantee);
+    }
+    Ok(sink)
+}
+
+/// `sink.delivery-guarantee`; exactly-once needs `sink.transactional-id-prefix`.
+fn delivery_guarantee(options: &Options, g: &OptionValue) -> Result<DeliveryGuarantee, SqlError> {
+    Ok(match g.value.to_lowercase().as_str() {
+        "at-least-once" => DeliveryGuarantee::AtLeastOnce,
+        "none" => DeliveryGuarantee::None,
+        "exactly-once" => {
+            if options
+                .get("sink.transactional-id-prefix")
+                .is_none_or(|p| p.value.trim().is_empty())
+            {
+                return Err(SqlError::invalid(
+                    g.at,
+                    "'sink.delivery-guarantee' = 'exactly-once' needs \
+                     'sink.transactional-id-prefix', a name unique to this job (its \
+                     producers are <prefix>-<subtask>)",
+                ));
+            }
+            DeliveryGuarantee::ExactlyOnce
+        }
+        other => {
+            return Err(SqlError::invalid(
+                g.at,
+                format!(
+                    "'sink.delivery-guarantee' is at-least-once, exactly-once or none, not '{other}'"
+                ),
+            ));
+        }
+    })
 }
 
 /// A row format option (`format` or its alias): json, csv or raw.

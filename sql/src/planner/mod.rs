@@ -290,15 +290,22 @@ async fn pipeline(
             let sink = connectors::sink(&table.def)?;
             dataflow.begin_statement(&format!("insert:{}", table.def.name));
             let query::QueryStream {
-                stream, updating, ..
+                mut stream,
+                updating,
+                ..
             } = query::plan_query(dataflow, input, at)?;
+            if !table.def.primary_key.is_empty() {
+                // Every change of a key goes through one sink subtask, in order.
+                stream.partitioning =
+                    headwater_runtime::Partitioning::Hash(table.def.primary_key.clone());
+            }
             if updating && !connectors::takes_changes(&table.def) {
                 return Err(SqlError::unsupported(
                     at,
                     format!(
                         "table `{}` ({}) is append-only, and this query updates its results \
-                         (a GROUP BY without a window); write it to a 'print' or 'blackhole' \
-                         table, or use a window",
+                         (a GROUP BY without a window); write it to a 'print', 'blackhole' or \
+                         'upsert-kafka' table, or use a window",
                         table.def.name,
                         table.def.connector()?.value
                     ),

@@ -41,6 +41,17 @@ pub enum RecordShape {
     /// Dead letters (the schema of `decode_error::dead_letter_schema`): each
     /// goes out as the bad record's own key and value.
     DeadLetters,
+    /// Upserts (upsert-kafka): an insert or the row after an update is its
+    /// key and value, a delete is its key and no value (a tombstone), and
+    /// the row before an update is dropped. `change` is the changelog's
+    /// `_change` column; without one, every row is an insert.
+    Upsert {
+        key_columns: Vec<usize>,
+        key_format: RowFormat,
+        value_columns: Vec<usize>,
+        value_format: RowFormat,
+        change: Option<usize>,
+    },
 }
 
 /// Picks partitions for `fixed` and `round-robin`.
@@ -108,6 +119,39 @@ pub fn encode(
                 .collect())
         }
         RecordShape::DeadLetters => dead_letters(rows, picker),
+        RecordShape::Upsert {
+            key_columns,
+            key_format,
+            value_columns,
+            value_format,
+            change,
+        } => {
+            let (rows, deletes) = match change {
+                Some(c) => {
+                    let kinds = rows.column(*c).as_string::<i32>();
+                    let keep: arrow::array::BooleanArray =
+                        kinds.iter().map(|k| Some(k != Some("-U"))).collect();
+                    let rows = arrow::compute::filter_record_batch(rows, &keep)?;
+                    let kinds = rows.column(*c).as_string::<i32>();
+                    let deletes: Vec<bool> = kinds.iter().map(|k| k == Some("-D")).collect();
+                    (rows, deletes)
+                }
+                None => (rows.clone(), vec![false; rows.num_rows()]),
+            };
+            let keys = encode_rows(&rows.project(key_columns)?, *key_format)?;
+            let values = encode_rows(&rows.project(value_columns)?, *value_format)?;
+            Ok(keys
+                .into_iter()
+                .zip(values)
+                .zip(deletes)
+                .map(|((key, value), delete)| OutRecord {
+                    key: Some(key),
+                    value: (!delete).then_some(value),
+                    partition: picker.pick(),
+                    headers: Vec::new(),
+                })
+                .collect())
+        }
     }
 }
 
@@ -307,6 +351,55 @@ mod tests {
         assert_eq!(records[1].key, None);
         assert_eq!(records[1].value.as_deref(), Some(&b"{oops"[..]));
         assert_eq!(header(&records[1], SOURCE_HEADER).unwrap(), "in.jsonl:3");
+    }
+
+    #[test]
+    fn upserts_drop_the_row_before_an_update_and_delete_with_tombstones() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("customer", DataType::Utf8, false),
+                Field::new("orders", DataType::Int64, false),
+                Field::new("_change", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a", "a", "b"])),
+                Arc::new(Int64Array::from(vec![1, 1, 2, 5])),
+                Arc::new(StringArray::from(vec!["+I", "-U", "+U", "-D"])),
+            ],
+        )
+        .unwrap();
+        let shape = RecordShape::Upsert {
+            key_columns: vec![0],
+            key_format: RowFormat::Json,
+            value_columns: vec![0, 1],
+            value_format: RowFormat::Json,
+            change: Some(2),
+        };
+        let mut picker = PartitionPicker::new(Partitioner::Default, 0);
+        let records = encode(&batch, &shape, &mut picker).unwrap();
+        let shown: Vec<(String, Option<String>)> = records
+            .iter()
+            .map(|r| {
+                (
+                    String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                    r.value.clone().map(|v| String::from_utf8(v).unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    r#"{"customer":"a"}"#.into(),
+                    Some(r#"{"customer":"a","orders":1}"#.into())
+                ),
+                (
+                    r#"{"customer":"a"}"#.into(),
+                    Some(r#"{"customer":"a","orders":2}"#.into())
+                ),
+                (r#"{"customer":"b"}"#.into(), None),
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use transaction::Transactional;
 pub use transaction::is_client_setting;
 
 use super::SinkSpec;
+use crate::changelog::CHANGE_COLUMN;
 use crate::decode_error::dead_letter_schema;
 use crate::error::OperatorError;
 
@@ -87,6 +88,12 @@ pub struct KafkaSink {
     /// Writes dead letters (their own key and value, the error in headers)
     /// rather than rows.
     pub dead_letters: bool,
+    /// upsert-kafka: rows are upserts and deletes keyed by `key_fields` (the
+    /// table's primary key); deletes are tombstones.
+    pub upsert: bool,
+    /// For upserts: whether values hold the key's columns too
+    /// (`value.fields-include` = `ALL`, the default) or not (`EXCEPT_KEY`).
+    pub value_includes_key: bool,
 }
 
 impl KafkaSink {
@@ -102,7 +109,19 @@ impl KafkaSink {
             delivery: DeliveryGuarantee::AtLeastOnce,
             transactional_id_prefix: None,
             dead_letters: false,
+            upsert: false,
+            value_includes_key: true,
         }
+    }
+
+    /// upsert-kafka: JSON upserts keyed by `key` (the primary key), deletes
+    /// as tombstones, at least once.
+    pub fn upsert(bootstrap_servers: &str, topic: &str, key: &[&str]) -> Self {
+        KafkaSink {
+            upsert: true,
+            ..KafkaSink::json(bootstrap_servers, topic)
+        }
+        .with_key(key, RowFormat::Json)
     }
 
     /// Dead letters to `topic`: each bad record's own key and value, with
@@ -160,7 +179,9 @@ impl KafkaSink {
 
 impl SinkSpec for KafkaSink {
     fn default_name(&self) -> String {
-        if self.dead_letters {
+        if self.upsert {
+            "upsert_kafka_sink".into()
+        } else if self.dead_letters {
             "kafka_dead_letters".into()
         } else {
             "kafka_sink".into()
@@ -176,6 +197,43 @@ impl SinkSpec for KafkaSink {
                 ));
             }
             RecordShape::DeadLetters
+        } else if self.upsert {
+            let change = rows.index_of(CHANGE_COLUMN).ok();
+            let columns: Vec<usize> = (0..rows.fields().len())
+                .filter(|&i| Some(i) != change)
+                .collect();
+            let mut key_columns = Vec::new();
+            for name in &self.key_fields {
+                key_columns.push(rows.index_of(name).map_err(|_| {
+                    OperatorError::Config(format!(
+                        "the primary key names `{name}`, which the sink's rows do not have"
+                    ))
+                })?);
+            }
+            if key_columns.is_empty() {
+                return Err(OperatorError::Config(
+                    "an upsert-kafka sink needs a key: PRIMARY KEY (..) NOT ENFORCED".into(),
+                ));
+            }
+            let value_columns: Vec<usize> = columns
+                .into_iter()
+                .filter(|i| self.value_includes_key || !key_columns.contains(i))
+                .collect();
+            if self.format == RowFormat::Raw && value_columns.len() != 1 {
+                return Err(OperatorError::Config(
+                    "the 'raw' value format writes one column".into(),
+                ));
+            }
+            if self.key_format == RowFormat::Raw && key_columns.len() != 1 {
+                return Err(OperatorError::Config("a 'raw' key is one column".into()));
+            }
+            RecordShape::Upsert {
+                key_columns,
+                key_format: self.key_format,
+                value_columns,
+                value_format: self.format,
+                change,
+            }
         } else {
             let mut key_columns = Vec::new();
             for name in &self.key_fields {
