@@ -24,13 +24,14 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use headwater_runtime::OperatorContext;
 use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::metrics::Counter;
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -236,6 +237,47 @@ impl Txn {
     }
 }
 
+/// Fences the ids `<prefix>-j` above the parallelism (`j` from it up to the
+/// max parallelism, those with `j % parallelism == subtask`): a run at a
+/// higher parallelism that crashed before its first checkpoint left them,
+/// perhaps with an open transaction that would hold `read_committed`
+/// readers back until the broker's timeout. Registering each id aborts its
+/// transaction. Ids never used cost one round trip each.
+async fn fence_beyond(
+    properties: &[(String, String)],
+    prefix: &str,
+    subtask: usize,
+    parallelism: usize,
+    max_parallelism: usize,
+) -> Result<(), OperatorError> {
+    let ids: Vec<String> = (parallelism..max_parallelism.max(parallelism))
+        .filter(|j| j % parallelism == subtask)
+        .map(|j| format!("{prefix}-{j}"))
+        .collect();
+    for chunk in ids.chunks(16) {
+        let fenced = chunk.iter().map(|id| {
+            let mut config = ClientConfig::new();
+            for (key, value) in properties {
+                config.set(key, value);
+            }
+            config.set("transactional.id", id);
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || {
+                let producer: BaseProducer = config.create()?;
+                producer.init_transactions(CALL_TIMEOUT)
+            })
+            .map(move |joined| match joined {
+                Ok(result) => result.map_err(|e| txn_error(&id, "be fenced", e)),
+                Err(e) => Err(OperatorError::Config(format!("fencing `{id}` failed: {e}"))),
+            })
+        });
+        for result in futures::future::join_all(fenced).await {
+            result?;
+        }
+    }
+    Ok(())
+}
+
 /// Settings a consumer and a producer share (brokers, security, timeouts):
 /// one's own settings would only make the other warn.
 pub fn is_client_setting(key: &str) -> bool {
@@ -281,6 +323,14 @@ impl Transactional {
     ) -> Result<Self, OperatorError> {
         let subtask = ctx.subtask.index;
         let txn = Txn::open(properties, format!("{prefix}-{subtask}")).await?;
+        fence_beyond(
+            properties,
+            prefix,
+            subtask,
+            ctx.subtask.parallelism,
+            ctx.subtask.max_parallelism as usize,
+        )
+        .await?;
         Ok(Transactional {
             topic: topic.to_string(),
             prefix: prefix.to_string(),

@@ -13,7 +13,7 @@ use headwater_runtime::checkpoint::Restored;
 use headwater_runtime::metrics::Counter;
 use headwater_runtime::{BoxError, OperatorContext, Source, SourcePoll};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::KafkaSource;
 use super::assign::{TopicPartition, owner};
 use super::records::{Decoded, Record, RecordDecoder};
-use super::resolve::{ResolveError, Resolved, discover, resolve};
+use super::resolve::{ResolveError, Resolved, SourceConsumer, SourceContext, discover, resolve};
 use crate::decode_error::{
     BadRecord, DEAD_LETTER_OUTPUT, DECODE_ERRORS_COUNTER, DecodeErrorPolicy, dead_letters_batch,
 };
@@ -49,7 +49,7 @@ pub(super) struct KafkaReader {
     spec: Arc<KafkaSource>,
     index: usize,
     parallelism: usize,
-    consumer: Option<Arc<StreamConsumer>>,
+    consumer: Option<Arc<SourceConsumer>>,
     /// Set once the partitions are resolved and assigned.
     started: bool,
     /// The next offset to send, by partition this subtask reads.
@@ -104,7 +104,7 @@ impl KafkaReader {
         })
     }
 
-    fn consumer(&self) -> Result<Arc<StreamConsumer>, OperatorError> {
+    fn consumer(&self) -> Result<Arc<SourceConsumer>, OperatorError> {
         self.consumer
             .clone()
             .ok_or_else(|| OperatorError::Config("the Kafka source is not open".into()))
@@ -461,8 +461,8 @@ impl Source for KafkaReader {
                 "false"
             },
         );
-        let consumer: StreamConsumer = config
-            .create()
+        let consumer: SourceConsumer = config
+            .create_with_context(SourceContext)
             .map_err(|e| OperatorError::Config(format!("the Kafka source's settings: {e}")))?;
         self.consumer = Some(Arc::new(consumer));
         Ok(())

@@ -5,13 +5,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::assign::{TopicPartition, owner};
 use super::{BoundedMode, KafkaSource, StartupMode};
 use crate::error::OperatorError;
+
+/// The source's consumer.
+pub type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// The source's client context: librdkafka's errors go to the log as
+/// warnings (the source retries them), and the end of a partition, which a
+/// bounded read asks to be told of, is not an error at all.
+pub struct SourceContext;
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
+        tracing::warn!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for SourceContext {}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,7 +59,7 @@ impl From<KafkaError> for ResolveError {
 
 /// The partitions of the source's topics that subtask `index` owns.
 fn owned(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     spec: &KafkaSource,
     index: usize,
     parallelism: usize,
@@ -64,13 +84,13 @@ fn owned(
     Ok(owned)
 }
 
-fn low(consumer: &StreamConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
+fn low(consumer: &SourceConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
     Ok(consumer
         .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?
         .0)
 }
 
-fn high(consumer: &StreamConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
+fn high(consumer: &SourceConsumer, tp: &TopicPartition) -> Result<i64, KafkaError> {
     Ok(consumer
         .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)?
         .1)
@@ -79,7 +99,7 @@ fn high(consumer: &StreamConsumer, tp: &TopicPartition) -> Result<i64, KafkaErro
 /// The first offset at or after `timestamp` in each partition; the end of
 /// a partition with no such record.
 fn at_time(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     tps: &[TopicPartition],
     timestamp: i64,
 ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
@@ -104,7 +124,7 @@ fn at_time(
 
 /// Where each partition is first read from, by the startup mode.
 fn startup(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     spec: &KafkaSource,
     tps: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, i64>, ResolveError> {
@@ -169,7 +189,7 @@ fn startup(
 
 /// Where each partition of a bounded read ends (exclusive).
 fn stops(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     mode: &BoundedMode,
     tps: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
@@ -199,7 +219,7 @@ fn stops(
 /// since the checkpoint from its earliest offset; without a checkpoint, by
 /// the startup mode.
 pub fn resolve(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     spec: &KafkaSource,
     index: usize,
     parallelism: usize,
@@ -240,7 +260,7 @@ pub fn resolve(
 /// Partitions subtask `index` owns that it does not read yet, each with its
 /// earliest offset.
 pub fn discover(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     spec: &KafkaSource,
     index: usize,
     parallelism: usize,
