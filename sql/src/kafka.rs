@@ -93,10 +93,8 @@ pub fn source(
     let mut source = KafkaSource::json(&servers.value, topics, table.schema.clone())
         .with_event_time(event_time)
         .with_format(value_format(options)?);
-    for (key, value) in &options.values {
-        if let Some(property) = key.strip_prefix("properties.") {
-            source = source.with_property(property, value.value.clone());
-        }
+    for (key, value) in properties(options) {
+        source = source.with_property(key, value);
     }
     let policy = decode_policy(options)?;
     let mut dead_letters = None;
@@ -306,10 +304,8 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
         "the kafka connector (the brokers to write to)",
     )?;
     let mut sink = KafkaSink::json(&servers.value, topic.value.trim());
-    for (key, value) in &options.values {
-        if let Some(property) = key.strip_prefix("properties.") {
-            sink = sink.with_property(property, value.value.clone());
-        }
+    for (key, value) in properties(options) {
+        sink = sink.with_property(key, value);
     }
     sink =
         sink.with_format(row_format(options, "format", "value.format")?.unwrap_or(RowFormat::Json));
@@ -348,16 +344,7 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
             }
         });
     }
-    if let Some(g) = options.get("sink.delivery-guarantee") {
-        let guarantee = delivery_guarantee(options, g)?;
-        if guarantee == DeliveryGuarantee::ExactlyOnce {
-            sink.transactional_id_prefix = options
-                .get("sink.transactional-id-prefix")
-                .map(|p| p.value.trim().to_string());
-        }
-        sink = sink.with_delivery(guarantee);
-    }
-    Ok(sink)
+    with_delivery(options, sink)
 }
 
 /// The options an upsert-kafka sink takes (Flink's).
@@ -400,10 +387,8 @@ pub fn upsert_sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
     )?;
     let key: Vec<&str> = table.primary_key.iter().map(String::as_str).collect();
     let mut sink = KafkaSink::upsert(&servers.value, topic.value.trim(), &key);
-    for (k, value) in &options.values {
-        if let Some(property) = k.strip_prefix("properties.") {
-            sink = sink.with_property(property, value.value.clone());
-        }
+    for (k, value) in properties(options) {
+        sink = sink.with_property(k, value);
     }
     let need = |key: &str| {
         row_format(options, key, key)?.ok_or_else(|| {
@@ -427,16 +412,30 @@ pub fn upsert_sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
             }
         };
     }
-    if let Some(g) = options.get("sink.delivery-guarantee") {
-        let guarantee = delivery_guarantee(options, g)?;
-        if guarantee == DeliveryGuarantee::ExactlyOnce {
-            sink.transactional_id_prefix = options
-                .get("sink.transactional-id-prefix")
-                .map(|p| p.value.trim().to_string());
-        }
-        sink = sink.with_delivery(guarantee);
+    with_delivery(options, sink)
+}
+
+/// The librdkafka settings of a table: its `properties.*` options, unprefixed.
+fn properties(options: &Options) -> impl Iterator<Item = (&str, String)> {
+    options
+        .values
+        .iter()
+        .filter_map(|(key, value)| Some((key.strip_prefix("properties.")?, value.value.clone())))
+}
+
+/// `sink.delivery-guarantee`, and for exactly-once its
+/// `sink.transactional-id-prefix`, applied to `sink`.
+fn with_delivery(options: &Options, mut sink: KafkaSink) -> Result<KafkaSink, SqlError> {
+    let Some(g) = options.get("sink.delivery-guarantee") else {
+        return Ok(sink);
+    };
+    let guarantee = delivery_guarantee(options, g)?;
+    if guarantee == DeliveryGuarantee::ExactlyOnce {
+        sink.transactional_id_prefix = options
+            .get("sink.transactional-id-prefix")
+            .map(|p| p.value.trim().to_string());
     }
-    Ok(sink)
+    Ok(sink.with_delivery(guarantee))
 }
 
 /// `sink.delivery-guarantee`; exactly-once needs `sink.transactional-id-prefix`.

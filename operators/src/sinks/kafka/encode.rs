@@ -2,7 +2,7 @@
 //! partition the sink's partitioner picks, and dead letters as their
 //! original key and value with the error in headers.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
@@ -126,27 +126,28 @@ pub fn encode(
             value_format,
             change,
         } => {
+            // The row before an update is dropped; a delete keeps its key only.
+            let filtered;
             let (rows, deletes) = match change {
                 Some(c) => {
-                    let kinds = rows.column(*c).as_string::<i32>();
-                    let keep: arrow::array::BooleanArray =
-                        kinds.iter().map(|k| Some(k != Some("-U"))).collect();
-                    let rows = arrow::compute::filter_record_batch(rows, &keep)?;
-                    let kinds = rows.column(*c).as_string::<i32>();
-                    let deletes: Vec<bool> = kinds.iter().map(|k| k == Some("-D")).collect();
-                    (rows, deletes)
+                    let before = StringArray::new_scalar("-U");
+                    let keep = arrow::compute::kernels::cmp::neq(rows.column(*c), &before)?;
+                    filtered = arrow::compute::filter_record_batch(rows, &keep)?;
+                    let delete = StringArray::new_scalar("-D");
+                    let deletes = arrow::compute::kernels::cmp::eq(filtered.column(*c), &delete)?;
+                    (&filtered, Some(deletes))
                 }
-                None => (rows.clone(), vec![false; rows.num_rows()]),
+                None => (rows, None),
             };
             let keys = encode_rows(&rows.project(key_columns)?, *key_format)?;
             let values = encode_rows(&rows.project(value_columns)?, *value_format)?;
             Ok(keys
                 .into_iter()
                 .zip(values)
-                .zip(deletes)
-                .map(|((key, value), delete)| OutRecord {
+                .enumerate()
+                .map(|(i, (key, value))| OutRecord {
                     key: Some(key),
-                    value: (!delete).then_some(value),
+                    value: (!deletes.as_ref().is_some_and(|d| d.value(i))).then_some(value),
                     partition: picker.pick(),
                     headers: Vec::new(),
                 })

@@ -111,14 +111,7 @@ impl Txn {
             &deliveries,
         )?;
         let group = {
-            let mut config = ClientConfig::new();
-            for (key, value) in properties.iter().filter(|(k, _)| is_client_setting(k)) {
-                config.set(key, value);
-            }
-            let consumer: BaseConsumer = config
-                .set("group.id", &id)
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
+            let consumer: BaseConsumer = marker_group_config(properties, &id)
                 .create()
                 .map_err(|e| OperatorError::Config(format!("the Kafka sink's settings: {e}")))?;
             Arc::new(consumer.group_metadata().ok_or_else(|| {
@@ -142,14 +135,7 @@ impl Txn {
         properties: &[(String, String)],
         topic: &str,
     ) -> Result<Option<i64>, OperatorError> {
-        let mut config = ClientConfig::new();
-        for (key, value) in properties.iter().filter(|(k, _)| is_client_setting(k)) {
-            config.set(key, value);
-        }
-        config
-            .set("group.id", &self.id)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
+        let config = marker_group_config(properties, &self.id);
         let topic = topic.to_string();
         let id = self.id.clone();
         tokio::task::spawn_blocking(move || {
@@ -276,6 +262,20 @@ async fn fence_beyond(
         }
     }
     Ok(())
+}
+
+/// A consumer of the marker group `group` (never subscribed): for its group
+/// metadata, and to read the committed marker.
+fn marker_group_config(properties: &[(String, String)], group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in properties.iter().filter(|(k, _)| is_client_setting(k)) {
+        config.set(key, value);
+    }
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    config
 }
 
 /// Settings a consumer and a producer share (brokers, security, timeouts):
