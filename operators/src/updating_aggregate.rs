@@ -90,7 +90,8 @@ struct UpdatingAggregateOperator {
 }
 
 impl UpdatingAggregateOperator {
-    /// The changes `batch` makes: retractions first, then the new results.
+    /// The changes `batch` makes: for each key, its retraction (if it had a
+    /// result) and then its new result.
     fn changes(
         &mut self,
         batch: &RecordBatch,
@@ -150,7 +151,22 @@ impl UpdatingAggregateOperator {
             .collect();
         let key_columns = self.keys.decode(groups.keys())?;
         out.push(self.result_batch(key_columns, values, changes, time)?);
-        Ok(out)
+        if known.is_empty() {
+            return Ok(out);
+        }
+        // Each update as a `-U` row followed at once by its `+U` row, as a
+        // filter downstream expects.
+        let mut order: Vec<u32> = Vec::with_capacity(known.len() + n);
+        let mut before = known.iter().enumerate().peekable();
+        for g in 0..n {
+            if let Some((k, _)) = before.next_if(|(_, known_g)| **known_g == g) {
+                order.push(k as u32);
+            }
+            order.push((known.len() + g) as u32);
+        }
+        let all = arrow::compute::concat_batches(&self.shared.output_schema, &out)?;
+        let order = arrow::array::UInt32Array::from(order);
+        Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
     }
 
     fn result_batch(

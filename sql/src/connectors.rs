@@ -23,6 +23,9 @@ pub struct SourceTable {
     pub produces: SchemaRef,
     pub event_time: EventTimeSpec,
     pub dead_letters: Option<DeadLetters>,
+    /// Upserts by this key (upsert-kafka): rows carry `_change` (`+I` or
+    /// `-D`) and become a changelog through a normalize step.
+    pub upsert_key: Option<Vec<String>>,
 }
 
 /// Where `'decode-error' = 'dlq'` sends bad rows.
@@ -35,6 +38,13 @@ pub enum DeadLetters {
     Kafka(KafkaSink),
 }
 
+/// Whether reading `table` gives upserts by its key (upsert-kafka).
+pub fn reads_upserts(table: &TableDef) -> bool {
+    table
+        .connector()
+        .is_ok_and(|c| c.value.eq_ignore_ascii_case("upsert-kafka"))
+}
+
 /// The source of `table`.
 pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
     let connector = table.connector()?;
@@ -44,7 +54,21 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
         None => EventTimeSpec::ArrivalTime,
     };
     let mut dead_letters = None;
-    let spec: Box<dyn SourceSpec> = match connector.value.to_lowercase().as_str() {
+    let mut upsert_key = None;
+    let name = connector.value.to_lowercase();
+    if let Some(m) = table.metadata.first()
+        && name != "kafka"
+        && name != "upsert-kafka"
+    {
+        return Err(SqlError::unsupported(
+            m.at,
+            format!(
+                "column `{}`: the {name} connector has no metadata columns",
+                m.column
+            ),
+        ));
+    }
+    let spec: Box<dyn SourceSpec> = match name.as_str() {
         "filesystem" => {
             options.check_known(
                 "filesystem",
@@ -113,14 +137,10 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
             Box::new(source)
         }
         "upsert-kafka" => {
-            return Err(SqlError::unsupported(
-                connector.at,
-                format!(
-                    "reading upsert-kafka table `{}` is not supported yet: it can be written \
-                     (INSERT INTO), and a 'kafka' table over the same topic reads its records",
-                    table.name
-                ),
-            ));
+            let (source, dlq) = crate::kafka::upsert_source(table, event_time.clone())?;
+            dead_letters = dlq;
+            upsert_key = Some(table.primary_key.clone());
+            Box::new(source)
         }
         "print" | "blackhole" => {
             return Err(SqlError::invalid(
@@ -138,12 +158,23 @@ pub fn source(table: &TableDef) -> Result<SourceTable, SqlError> {
         spec,
         event_time,
         dead_letters,
+        upsert_key,
     })
 }
 
 /// The sink of `table`.
 pub fn sink(table: &TableDef) -> Result<Box<dyn SinkSpec>, SqlError> {
     let connector = table.connector()?;
+    if let Some(m) = table.metadata.first() {
+        return Err(SqlError::unsupported(
+            m.at,
+            format!(
+                "table `{}` has METADATA column `{}`: writing metadata is not supported; \
+                 declare a table without it to write to",
+                table.name, m.column
+            ),
+        ));
+    }
     let options = &table.options;
     Ok(match connector.value.to_lowercase().as_str() {
         "filesystem" => {

@@ -18,7 +18,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use crate::error::{Position, SqlError};
-use crate::script::{OptionValue, ScriptStatement};
+use crate::script::{MetadataClause, OptionValue, ScriptStatement};
 
 /// A table declared by `CREATE TABLE`: a source, a sink, or both.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct TableDef {
     pub watermark: Option<(String, Duration)>,
     /// `PRIMARY KEY (..) NOT ENFORCED`: the columns an upsert table is keyed by.
     pub primary_key: Vec<String>,
+    /// Columns filled from the connector's metadata (`METADATA FROM ..`).
+    pub metadata: Vec<MetadataClause>,
     pub options: Options,
     pub at: Position,
 }
@@ -181,11 +183,30 @@ impl TableDef {
                     format!(
                         "column `{}`: type {} is not supported (use BOOLEAN, TINYINT, SMALLINT, \
                          INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p, s) with 1 <= p <= 38 and 0 <= s <= p, \
-                         VARCHAR/STRING, DATE or TIMESTAMP(p))",
+                         VARCHAR/STRING, BYTES, DATE, TIMESTAMP(p) or TIMESTAMP_LTZ(p))",
                         column.name, column.data_type
                     ),
                 )
             })?;
+            let clause = statement
+                .metadata
+                .iter()
+                .find(|m| m.column == column.name.value);
+            let data_type = match clause {
+                Some(m) if m.is_map => {
+                    if m.name != "headers" {
+                        return Err(SqlError::unsupported(
+                            m.at,
+                            format!(
+                                "column `{}`: a MAP column can only hold the metadata 'headers'",
+                                m.column
+                            ),
+                        ));
+                    }
+                    headwater_operators::sources::kafka::columns::headers_type()
+                }
+                _ => data_type,
+            };
             fields.push(Field::new(column.name.value.clone(), data_type, !not_null));
         }
         if fields.is_empty() {
@@ -202,6 +223,19 @@ impl TableDef {
                 ));
             }
         }
+        if let Some(m) = statement
+            .metadata
+            .iter()
+            .find(|m| primary_key.contains(&m.column))
+        {
+            return Err(SqlError::invalid(
+                m.at,
+                format!(
+                    "metadata column `{}` cannot be part of the primary key",
+                    m.column
+                ),
+            ));
+        }
         let schema = Arc::new(Schema::new(fields));
         let watermark = statement
             .watermark
@@ -213,6 +247,7 @@ impl TableDef {
             schema,
             watermark,
             primary_key,
+            metadata: statement.metadata.clone(),
             options: Options {
                 values: statement.options.clone(),
                 at: statement.start,
@@ -344,6 +379,23 @@ fn arrow_type(t: &SqlType) -> Option<DataType> {
         | SqlType::String(_)
         | SqlType::Text => DataType::Utf8,
         SqlType::Date => DataType::Date32,
+        SqlType::Bytes(_) | SqlType::Varbinary(_) | SqlType::Binary(_) | SqlType::Bytea => {
+            DataType::Binary
+        }
+        // Flink's TIMESTAMP_LTZ(p): an instant, shown in the session's zone.
+        SqlType::Custom(name, args) if name.to_string().eq_ignore_ascii_case("TIMESTAMP_LTZ") => {
+            let unit = match args
+                .first()
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(3)
+            {
+                0 => TimeUnit::Second,
+                1..=3 => TimeUnit::Millisecond,
+                4..=6 => TimeUnit::Microsecond,
+                _ => TimeUnit::Nanosecond,
+            };
+            DataType::Timestamp(unit, Some("UTC".into()))
+        }
         SqlType::Timestamp(precision, tz) => {
             let unit = match precision.unwrap_or(3) {
                 0 => TimeUnit::Second,

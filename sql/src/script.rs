@@ -29,6 +29,8 @@ pub struct ScriptStatement {
     pub options: BTreeMap<String, OptionValue>,
     /// `WATERMARK FOR column AS expression` of a `CREATE TABLE`.
     pub watermark: Option<WatermarkClause>,
+    /// Columns declared `METADATA [FROM 'name'] [VIRTUAL]`.
+    pub metadata: Vec<MetadataClause>,
     /// Tokens of the statement (no whitespace), for checks that need a place.
     pub tokens: Vec<TokenWithSpan>,
 }
@@ -37,6 +39,19 @@ pub struct ScriptStatement {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptionValue {
     pub value: String,
+    pub at: Position,
+}
+
+/// A column's `METADATA [FROM 'name'] [VIRTUAL]` (Flink's syntax).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataClause {
+    pub column: String,
+    /// The metadata's name: `FROM 'name'`, or else the column's.
+    pub name: String,
+    pub is_virtual: bool,
+    /// Declared `MAP<..>` (read as BYTES by the parser; the DDL gives it
+    /// the metadata's map type).
+    pub is_map: bool,
     pub at: Position,
 }
 
@@ -129,11 +144,11 @@ fn statement(
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let mut options = BTreeMap::new();
-    let mut watermark = None;
+    let mut clauses = TableClauses::default();
     let mut blank: Vec<(Position, Position)> = Vec::new();
+    let mut as_bytes: Vec<Position> = Vec::new();
     if lead.starts_with("CREATE TABLE") || lead.starts_with("CREATE TEMPORARY TABLE") {
-        (options, watermark) = lift_table_clauses(&tokens, &mut blank)?;
+        clauses = lift_table_clauses(&tokens, &mut blank, &mut as_bytes)?;
     }
     lift_window_table_functions(&tokens, &mut blank);
     // Blanking keeps every (line, column) but not byte offsets (a multi-byte
@@ -143,28 +158,46 @@ fn statement(
         let (a, b) = (current.offset(from), current.offset(to));
         blank_range(&mut text, a, b);
     }
+    // A `MAP<..>` type, blanked, reads as BYTES.
+    for at in as_bytes {
+        let a = LineOffsets::new(&text).offset(at);
+        if text.get(a..a + 5) == Some("     ") {
+            text.replace_range(a..a + 5, "BYTES");
+        }
+    }
     Ok(ScriptStatement {
         text,
         start,
         lead,
-        options,
-        watermark,
+        options: clauses.options,
+        watermark: clauses.watermark,
+        metadata: clauses.metadata,
         tokens,
     })
 }
 
-/// Finds `WATERMARK FOR c AS expr` inside the column list and `WITH (..)`
-/// after it; records both and marks them (and the comma before the
-/// watermark) to be blanked.
-#[allow(clippy::type_complexity)]
+/// What a `CREATE TABLE` holds that the SQL parser does not read.
+#[derive(Default)]
+struct TableClauses {
+    options: BTreeMap<String, OptionValue>,
+    watermark: Option<WatermarkClause>,
+    metadata: Vec<MetadataClause>,
+}
+
+/// Finds `WATERMARK FOR c AS expr` and `METADATA ..` inside the column list
+/// and `WITH (..)` after it; records them and marks them (and the comma
+/// before the watermark) to be blanked; a metadata column's `MAP<..>` type
+/// is marked to be read as BYTES.
 fn lift_table_clauses(
     tokens: &[TokenWithSpan],
     blank: &mut Vec<(Position, Position)>,
-) -> Result<(BTreeMap<String, OptionValue>, Option<WatermarkClause>), SqlError> {
+    as_bytes: &mut Vec<Position>,
+) -> Result<TableClauses, SqlError> {
     let mut options = BTreeMap::new();
     let mut watermark = None;
+    let mut metadata = Vec::new();
     let Some(open) = tokens.iter().position(|t| t.token == Token::LParen) else {
-        return Ok((options, watermark));
+        return Ok(TableClauses::default());
     };
     let close = matching_paren(tokens, open).ok_or_else(|| SqlError::Syntax {
         at: tokens[open].span.start.into(),
@@ -232,6 +265,12 @@ fn lift_table_clauses(
                 i = j;
                 continue;
             }
+            Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("METADATA") => {
+                let clause = metadata_clause(tokens, open, i, close, blank, as_bytes)?;
+                metadata.push(clause.0);
+                i = clause.1;
+                continue;
+            }
             _ => {}
         }
         i += 1;
@@ -290,7 +329,94 @@ fn lift_table_clauses(
         }
         k += 1;
     }
-    Ok((options, watermark))
+    Ok(TableClauses {
+        options,
+        watermark,
+        metadata,
+    })
+}
+
+/// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`, with `METADATA` at
+/// `tokens[at]`: the clause and the index after it.
+fn metadata_clause(
+    tokens: &[TokenWithSpan],
+    open: usize,
+    at: usize,
+    close: usize,
+    blank: &mut Vec<(Position, Position)>,
+    as_bytes: &mut Vec<Position>,
+) -> Result<(MetadataClause, usize), SqlError> {
+    let position: Position = tokens[at].span.start.into();
+    let syntax = |message: &str| SqlError::Syntax {
+        at: position,
+        message: message.to_string(),
+    };
+    // The column's first token follows the comma (or parenthesis) before.
+    let mut first = at;
+    let mut d = 0;
+    while first > open + 1 {
+        match tokens[first - 1].token {
+            Token::RParen | Token::Gt | Token::ShiftRight => d += 1,
+            Token::LParen | Token::Lt => d -= 1,
+            Token::Comma if d == 0 => break,
+            _ => {}
+        }
+        first -= 1;
+    }
+    let column = match tokens.get(first).map(|t| &t.token) {
+        Some(Token::Word(w)) if first + 1 < at => w.value.clone(),
+        _ => {
+            return Err(syntax(
+                "expected `column TYPE METADATA [FROM 'name'] [VIRTUAL]`",
+            ));
+        }
+    };
+    let is_map =
+        matches!(&tokens[first + 1].token, Token::Word(w) if w.value.eq_ignore_ascii_case("MAP"));
+    if is_map {
+        blank.push((
+            tokens[first + 1].span.start.into(),
+            tokens[at - 1].span.end.into(),
+        ));
+        as_bytes.push(tokens[first + 1].span.start.into());
+    }
+    let mut end = at + 1;
+    let mut name = column.clone();
+    if matches!(&tokens.get(end).map(|t| &t.token), Some(Token::Word(w)) if w.keyword == Keyword::FROM)
+    {
+        match tokens.get(end + 1).map(|t| &t.token) {
+            Some(Token::SingleQuotedString(key)) if end + 1 < close => name = key.clone(),
+            _ => return Err(syntax("expected METADATA FROM 'name'")),
+        }
+        end += 2;
+    }
+    let mut is_virtual = false;
+    if end < close
+        && matches!(&tokens[end].token, Token::Word(w) if w.value.eq_ignore_ascii_case("VIRTUAL"))
+    {
+        is_virtual = true;
+        end += 1;
+    }
+    if end < close && tokens[end].token != Token::Comma {
+        return Err(SqlError::Syntax {
+            at: tokens[end].span.start.into(),
+            message: "expected a comma after METADATA [FROM 'name'] [VIRTUAL]".into(),
+        });
+    }
+    blank.push((
+        tokens[at].span.start.into(),
+        tokens[end - 1].span.end.into(),
+    ));
+    Ok((
+        MetadataClause {
+            column,
+            name,
+            is_virtual,
+            is_map,
+            at: position,
+        },
+        end,
+    ))
 }
 
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), ..))` → `TUMBLE(t, ts, ..)`, and

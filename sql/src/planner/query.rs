@@ -11,9 +11,10 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::deduplicate::Deduplicate;
+use headwater_operators::normalize::ChangelogNormalize;
 use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
-use headwater_runtime::Partitioning;
+use headwater_runtime::{EVENT_TIME_FIELD, Partitioning};
 
 use super::dataflow::{Dataflow, Stream};
 use crate::catalog::{DeclaredTable, WindowedTable, downcast};
@@ -291,9 +292,25 @@ impl QueryPlanner<'_> {
                 scan.table_name
             )));
         };
+        // An upsert-kafka table is a changelog keyed by its primary key.
+        let upsert = connectors::reads_upserts(table);
+        if upsert && window.is_some() {
+            return Err(self.unsupported(format!(
+                "a window over upsert-kafka table `{}` is not supported: it is a changelog, \
+                 not a stream of events",
+                table.name
+            )));
+        }
         // Every query of the script reads a table from the same source, so
         // that a checkpoint cuts all of them at the same place in its input.
         let declared = table.schema.fields();
+        let mut columns: Vec<Expr> = declared
+            .iter()
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        if upsert {
+            columns.push(change_column());
+        }
         let mut stream = match self.dataflow.sources.get(&table.name) {
             Some(shared) => shared.clone(),
             None => {
@@ -302,22 +319,26 @@ impl QueryPlanner<'_> {
                     .dataflow
                     .source(&table.name, &source)
                     .map_err(|e| self.failed(e))?;
+                if let Some(key) = &source.upsert_key {
+                    stream = self.normalize(stream, key)?;
+                }
                 // The connector may make more columns than the table declares.
-                let same = source.produces.fields().len() == declared.len()
-                    && source
-                        .produces
-                        .fields()
-                        .iter()
-                        .zip(declared)
-                        .all(|(a, b)| a.name() == b.name());
+                let produced: Vec<&String> = stream
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .filter(|n| *n != EVENT_TIME_FIELD)
+                    .collect();
+                let same = produced.len() == columns.len()
+                    && produced.iter().zip(&columns).all(|(a, b)| match b {
+                        Expr::Column(c) => **a == c.name,
+                        _ => false,
+                    });
                 if !same {
-                    let exprs: Vec<Expr> = declared
-                        .iter()
-                        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-                        .collect();
                     stream = self
                         .dataflow
-                        .project(stream, &exprs)
+                        .project(stream, &columns)
                         .map_err(|e| self.failed(e))?;
                 }
                 self.dataflow
@@ -326,13 +347,21 @@ impl QueryPlanner<'_> {
                 stream
             }
         };
+        let mut key = upsert.then(|| table.primary_key.clone());
         if let Some(projection) = &scan.projection
             && projection.len() != declared.len()
         {
-            let exprs: Vec<Expr> = projection
+            let mut exprs: Vec<Expr> = projection
                 .iter()
                 .map(|&i| Expr::Column(Column::new_unqualified(declared[i].name())))
                 .collect();
+            if upsert {
+                exprs.push(change_column());
+            }
+            key = key.filter(|key| {
+                key.iter()
+                    .all(|k| projection.iter().any(|&i| declared[i].name() == k))
+            });
             stream = self
                 .dataflow
                 .project(stream, &exprs)
@@ -341,8 +370,8 @@ impl QueryPlanner<'_> {
         Ok(Planned {
             stream,
             window,
-            updating: false,
-            key: None,
+            updating: upsert,
+            key,
         })
     }
 
@@ -444,6 +473,22 @@ impl QueryPlanner<'_> {
             .project(stream, &exprs)
             .map_err(|e| self.failed(e))?;
         Ok((stream, keys))
+    }
+
+    /// Upserts by `key` made into a changelog: `+I`, `-U`/`+U`, `-D`.
+    fn normalize(&mut self, mut stream: Stream, key: &[String]) -> Result<Stream, SqlError> {
+        stream.partitioning = Partitioning::Hash(key.to_vec());
+        let normalize = ChangelogNormalize::try_new(key, &stream.schema)
+            .map_err(|e| self.failed(e.to_string()))?;
+        self.dataflow
+            .then(
+                stream,
+                "normalize",
+                normalize.output_schema(),
+                None,
+                Arc::new(move |subtask| normalize.operator(subtask)),
+            )
+            .map_err(|e| self.failed(e))
     }
 
     fn updating_aggregate(&mut self, a: &Aggregate, stream: Stream) -> Result<Planned, SqlError> {

@@ -7,6 +7,8 @@
 //! decode-error policy, and each partition keeps its own watermark.
 
 pub mod assign;
+mod bytes;
+pub mod columns;
 mod reader;
 pub mod records;
 mod resolve;
@@ -19,6 +21,7 @@ use headwater_runtime::graph::SourceFactory;
 use headwater_runtime::{EventTimeSpec, Source, SubtaskInfo};
 
 pub use assign::{TopicPartition, Topics};
+pub use columns::{KeyColumns, Metadata, MetadataColumn};
 pub use records::ValueFormat;
 
 use crate::decode_error::DecodeErrorPolicy;
@@ -72,6 +75,17 @@ pub struct KafkaSource {
     /// A partition with no records for this long stops holding the
     /// watermark back; `None`: the job's idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// The key's format and the columns it holds (`key.format`, `key.fields`).
+    pub key: Option<KeyColumns>,
+    /// Whether the value holds the key's columns too (`'value.fields-include'
+    /// = 'ALL'`, the default) or only the others (`EXCEPT_KEY`).
+    pub value_includes_key: bool,
+    /// Columns filled from the records' metadata.
+    pub metadata: Vec<MetadataColumn>,
+    /// upsert-kafka: each record is the latest value of its key, a tombstone
+    /// deletes it; rows come out with `_change` (`+I` or `-D`), to be made
+    /// into a changelog by [`crate::normalize::ChangelogNormalize`].
+    pub upsert: bool,
 }
 
 impl KafkaSource {
@@ -90,6 +104,10 @@ impl KafkaSource {
             discovery_interval: Some(Duration::from_secs(300)),
             batch_size: 8192,
             idle_timeout: None,
+            key: None,
+            value_includes_key: true,
+            metadata: Vec::new(),
+            upsert: false,
         }
         .with_startup(StartupMode::EarliestOffset)
     }
@@ -139,6 +157,45 @@ impl KafkaSource {
         self
     }
 
+    /// The key, in `format`, holds `fields` (columns of the table).
+    pub fn with_key(mut self, format: ValueFormat, fields: Vec<String>) -> Self {
+        self.key = Some(KeyColumns { format, fields });
+        self
+    }
+
+    /// Whether the value holds the key's columns too (the default).
+    pub fn value_includes_key(mut self, includes: bool) -> Self {
+        self.value_includes_key = includes;
+        self
+    }
+
+    /// Column `column` holds the records' `metadata`.
+    pub fn with_metadata(mut self, column: impl Into<String>, metadata: Metadata) -> Self {
+        self.metadata.push(MetadataColumn {
+            column: column.into(),
+            metadata,
+        });
+        self
+    }
+
+    /// Reads the topic as upserts by key (upsert-kafka): set the key first.
+    pub fn upsert(mut self) -> Self {
+        self.upsert = true;
+        self
+    }
+
+    /// The decoder of this source's records.
+    pub fn decoder(&self) -> Result<records::RecordDecoder, OperatorError> {
+        records::RecordDecoder::with_layout(
+            self.format.clone(),
+            self.schema.clone(),
+            self.key.as_ref(),
+            self.value_includes_key,
+            &self.metadata,
+            self.upsert,
+        )
+    }
+
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
         self
@@ -166,7 +223,7 @@ impl KafkaSource {
                 "specific offsets name partitions of one topic: give one 'topic'".into(),
             ));
         }
-        records::RecordDecoder::new(self.format.clone(), self.schema.clone())?;
+        self.decoder()?;
         Ok(())
     }
 }
@@ -176,8 +233,11 @@ impl SourceSpec for KafkaSource {
         "kafka".into()
     }
 
+    /// The table's columns; an upsert source's rows also carry `_change`.
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.decoder()
+            .map(|d| d.schema())
+            .unwrap_or_else(|_| self.schema.clone())
     }
 
     fn event_time(&self) -> EventTimeSpec {

@@ -80,7 +80,7 @@ impl KafkaReader {
         parallelism: usize,
     ) -> Result<Self, OperatorError> {
         spec.validate()?;
-        let decoder = RecordDecoder::new(spec.format.clone(), spec.schema.clone())?;
+        let decoder = spec.decoder()?;
         Ok(KafkaReader {
             spec,
             index,
@@ -329,14 +329,10 @@ impl KafkaReader {
             self.finish(&tp)?;
             return Ok(());
         }
-        self.pending.entry(tp.clone()).or_default().push(Record {
-            offset,
-            value: message.payload().map(<[u8]>::to_vec),
-            key: match self.spec.on_decode_error {
-                DecodeErrorPolicy::DeadLetter => message.key().map(<[u8]>::to_vec),
-                _ => None,
-            },
-        });
+        let keep_key =
+            self.decoder.needs_key() || self.spec.on_decode_error == DecodeErrorPolicy::DeadLetter;
+        let record = Record::of(&message, keep_key, self.decoder.needs_headers());
+        self.pending.entry(tp.clone()).or_default().push(record);
         self.pending_count += 1;
         if stop.is_some_and(|stop| offset + 1 >= stop) {
             self.finish(&tp)?;
@@ -436,7 +432,7 @@ impl KafkaReader {
 #[async_trait]
 impl Source for KafkaReader {
     fn schema(&self) -> arrow::datatypes::SchemaRef {
-        self.spec.schema.clone()
+        self.decoder.schema()
     }
 
     async fn open(&mut self, ctx: &mut OperatorContext) -> Result<(), BoxError> {

@@ -6,12 +6,19 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::SchemaRef;
+use rdkafka::message::{Headers, Message, Timestamp};
 
+use super::bytes::BytesDecoder;
+use super::columns::{
+    ColumnSource, KeyColumns, Layout, MetadataColumn, TimestampType, metadata_column,
+};
+use crate::changelog::{Change, changelog_schema};
 use crate::decode_error::{BadRecord, KafkaOrigin};
 use crate::error::OperatorError;
-use crate::formats::{LineDecoder, LineFormat};
+use crate::formats::LineFormat;
 
 /// How a record's value is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +30,47 @@ pub enum ValueFormat {
 }
 
 /// One record read from a partition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     pub offset: i64,
     /// `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// Kept only where a dead letter may need it.
+    /// Kept only where a column or a dead letter needs it.
     pub key: Option<Vec<u8>>,
+    /// Epoch milliseconds, if the record has a time.
+    pub timestamp: Option<i64>,
+    pub timestamp_type: TimestampType,
+    /// Kept only where a column needs them.
+    pub headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+}
+
+impl Record {
+    /// The record of `message`, with its key and headers if they are wanted.
+    pub fn of(message: &impl Message, keep_key: bool, keep_headers: bool) -> Record {
+        let (timestamp, timestamp_type) = match message.timestamp() {
+            Timestamp::NotAvailable => (None, TimestampType::None),
+            Timestamp::CreateTime(t) => (Some(t), TimestampType::CreateTime),
+            Timestamp::LogAppendTime(t) => (Some(t), TimestampType::LogAppendTime),
+        };
+        let headers = keep_headers.then(|| {
+            message.headers().map_or_else(Vec::new, |headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+        });
+        Record {
+            offset: message.offset(),
+            value: message.payload().map(<[u8]>::to_vec),
+            key: keep_key
+                .then(|| message.key().map(<[u8]>::to_vec))
+                .flatten(),
+            timestamp,
+            timestamp_type,
+            headers,
+        }
+    }
 }
 
 /// What a run of a partition's records gave, in order.
@@ -50,34 +91,72 @@ pub fn location(topic: &str, partition: i32, offset: i64) -> String {
     format!("topic {topic}, partition {partition}, offset {offset}")
 }
 
-/// Decodes the values of one partition's records.
+/// Decodes one partition's records into rows of the table: values, keys and
+/// metadata. An upsert table's rows carry `_change`: `+I` for a value, `-D`
+/// for a tombstone (the key's columns, the others NULL).
 pub struct RecordDecoder {
-    format: ValueFormat,
-    schema: SchemaRef,
-    lines: Option<(Box<dyn LineDecoder>, usize)>,
-    chunk: Vec<u8>,
+    layout: Layout,
+    output: SchemaRef,
+    upsert: bool,
+    value: BytesDecoder,
+    key: Option<BytesDecoder>,
 }
 
 impl RecordDecoder {
-    pub fn new(format: ValueFormat, schema: SchemaRef) -> Result<Self, OperatorError> {
-        if format == ValueFormat::Raw {
-            let ok = schema.fields().len() == 1
-                && matches!(
-                    schema.field(0).data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary
-                );
-            if !ok {
-                return Err(OperatorError::Config(
-                    "the 'raw' format needs a table of one STRING or BYTES column".into(),
-                ));
-            }
+    /// Rows of `table` from records whose values are `format` (the simple
+    /// case: no key, no metadata, not upsert).
+    pub fn new(format: ValueFormat, table: SchemaRef) -> Result<Self, OperatorError> {
+        Self::with_layout(format, table, None, true, &[], false)
+    }
+
+    /// Rows of `table`: values in `format`, the key's columns from `key`,
+    /// metadata columns, and for an `upsert` table the change column.
+    pub fn with_layout(
+        format: ValueFormat,
+        table: SchemaRef,
+        key: Option<&KeyColumns>,
+        value_includes_key: bool,
+        metadata: &[MetadataColumn],
+        upsert: bool,
+    ) -> Result<Self, OperatorError> {
+        let layout = Layout::new(&table, key, value_includes_key, metadata)?;
+        if upsert && layout.key.is_none() {
+            return Err(OperatorError::Config(
+                "an upsert table reads its key: give the key's format and fields".into(),
+            ));
         }
+        let value = BytesDecoder::new(format, layout.value.clone(), "value")?;
+        let key = layout
+            .key
+            .as_ref()
+            .map(|(format, schema)| BytesDecoder::new(format.clone(), schema.clone(), "key"))
+            .transpose()?;
+        let output = if upsert {
+            upsert_schema(&table, key_columns(&layout))
+        } else {
+            table
+        };
         Ok(RecordDecoder {
-            format,
-            schema,
-            lines: None,
-            chunk: Vec::new(),
+            layout,
+            output,
+            upsert,
+            value,
+            key,
         })
+    }
+
+    /// The rows' schema: the table's columns (and `_change`, for upserts).
+    pub fn schema(&self) -> SchemaRef {
+        self.output.clone()
+    }
+
+    /// Whether records must keep their keys, or their headers.
+    pub fn needs_key(&self) -> bool {
+        self.layout.needs_key()
+    }
+
+    pub fn needs_headers(&self) -> bool {
+        self.layout.needs_headers()
     }
 
     /// Decodes `records` (in offset order) of `topic` and `partition`.
@@ -87,110 +166,138 @@ impl RecordDecoder {
         partition: i32,
         records: &[Record],
     ) -> Result<Vec<Decoded>, OperatorError> {
-        Ok(match &self.format {
-            // A tombstone is a NULL value in `raw`, and no row in the others.
-            ValueFormat::Raw => {
-                let (rows, bad) = self.raw(records)?;
-                runs(topic, partition, records, rows, bad, |_| true)
+        let values: Vec<Option<&[u8]>> = records.iter().map(|r| r.value.as_deref()).collect();
+        let (value_rows, mut bad) = self.value.decode(&values)?;
+        // Raw makes a row of a tombstone (a NULL value); the others none.
+        let raw = self.value.format == ValueFormat::Raw;
+        if self.layout.value_only && !self.upsert {
+            let gives_row: Vec<bool> = records.iter().map(|r| raw || r.value.is_some()).collect();
+            return Ok(runs(topic, partition, records, value_rows, bad, &gives_row));
+        }
+        let mut is_bad = vec![false; records.len()];
+        for &(i, _) in &bad {
+            is_bad[i] = true;
+        }
+        // The value row of each record that has one; an upsert's tombstone
+        // makes a row too (a delete).
+        let mut value_row: Vec<Option<u32>> = Vec::with_capacity(records.len());
+        let mut rows_out: Vec<usize> = Vec::with_capacity(records.len());
+        let mut next = 0u32;
+        for (i, r) in records.iter().enumerate() {
+            let has_value = !is_bad[i] && (raw || r.value.is_some());
+            value_row.push(has_value.then(|| {
+                next += 1;
+                next - 1
+            }));
+            if has_value || (!is_bad[i] && self.upsert) {
+                rows_out.push(i);
             }
-            ValueFormat::Lines(format) => {
-                let format = format.clone();
-                let (rows, bad) = self.lines(&format, records)?;
-                runs(topic, partition, records, rows, bad, |r| r.value.is_some())
+        }
+        // Keys: a key that does not decode makes its record bad.
+        let mut key_rows = None;
+        if let Some(decoder) = &mut self.key {
+            let keys: Vec<Option<&[u8]>> = rows_out
+                .iter()
+                .map(|&i| records[i].key.as_deref())
+                .collect();
+            let (rows, key_bad) = decoder.decode(&keys)?;
+            let raw_key = decoder.format == ValueFormat::Raw;
+            // The key row of each record: as the decoder makes rows.
+            let mut dropped = vec![false; rows_out.len()];
+            for (j, error) in key_bad {
+                dropped[j] = true;
+                bad.push((rows_out[j], error));
             }
-        })
-    }
-
-    /// Every value as the table's one column; a STRING that is not UTF-8 is bad.
-    fn raw(
-        &mut self,
-        records: &[Record],
-    ) -> Result<(RecordBatch, Vec<(usize, String)>), OperatorError> {
-        let mut bad = Vec::new();
-        let column: ArrayRef = match self.schema.field(0).data_type() {
-            DataType::Binary => Arc::new(
-                records
-                    .iter()
-                    .map(|r| r.value.as_deref())
-                    .collect::<BinaryArray>(),
-            ),
-            data_type => {
-                let mut values: Vec<Option<&str>> = Vec::with_capacity(records.len());
-                for (i, r) in records.iter().enumerate() {
-                    match r.value.as_deref().map(std::str::from_utf8) {
-                        None => values.push(None),
-                        Some(Ok(text)) => values.push(Some(text)),
-                        Some(Err(e)) => {
-                            bad.push((i, format!("the value is not UTF-8 text: {e}")));
-                        }
+            let mut key_row: Vec<Option<u32>> = Vec::with_capacity(keys.len());
+            let mut next = 0u32;
+            for (j, key) in keys.iter().enumerate() {
+                let made_row = !dropped[j] && (raw_key || key.is_some());
+                key_row.push(made_row.then(|| {
+                    next += 1;
+                    next - 1
+                }));
+            }
+            // A record without a key has NULL key columns, where they allow it.
+            let key_required =
+                self.upsert || decoder.schema.fields().iter().any(|f| !f.is_nullable());
+            if key_required {
+                for (j, key) in keys.iter().enumerate() {
+                    if key.is_none() && !dropped[j] {
+                        dropped[j] = true;
+                        bad.push((rows_out[j], "the record has no key".into()));
                     }
                 }
-                arrow::compute::cast(&StringArray::from(values), data_type)?
             }
-        };
-        Ok((
-            RecordBatch::try_new(self.schema.clone(), vec![column])?,
-            bad,
-        ))
-    }
-
-    /// The values as lines of JSON or CSV, decoded in one chunk.
-    fn lines(
-        &mut self,
-        format: &LineFormat,
-        records: &[Record],
-    ) -> Result<(RecordBatch, Vec<(usize, String)>), OperatorError> {
-        // Line breaks in a JSON document are only whitespace: one line each.
-        let is_json = matches!(format, LineFormat::Json);
-        let mut bad: Vec<(usize, String)> = Vec::new();
-        let mut starts: Vec<(usize, usize)> = Vec::new();
-        self.chunk.clear();
-        for (i, record) in records.iter().enumerate() {
-            let Some(value) = &record.value else {
-                continue; // A tombstone: no row.
+            let kept: Vec<(usize, Option<u32>)> = rows_out
+                .iter()
+                .zip(key_row)
+                .zip(&dropped)
+                .filter(|(_, dropped)| !**dropped)
+                .map(|((&i, k), _)| (i, k))
+                .collect();
+            rows_out = kept.iter().map(|&(i, _)| i).collect();
+            key_rows = Some((rows, kept.iter().map(|&(_, k)| k).collect::<UInt32Array>()));
+            bad.sort_by_key(|&(i, _)| i);
+        }
+        let picked: UInt32Array = rows_out.iter().map(|&i| value_row[i]).collect();
+        let out_records: Vec<&Record> = rows_out.iter().map(|&i| &records[i]).collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output.fields().len());
+        for (source, field) in self.layout.columns.iter().zip(self.output.fields()) {
+            let column = match *source {
+                ColumnSource::Value(j) => take(value_rows.column(j), &picked, None)?,
+                ColumnSource::Key(j) => {
+                    let (rows, picked) = key_rows.as_ref().expect("a key column has a key decoder");
+                    take(rows.column(j), picked, None)?
+                }
+                ColumnSource::Meta(m) => {
+                    let column = metadata_column(m, topic, partition, &out_records)?;
+                    cast(&column, field.data_type())?
+                }
             };
-            if value.iter().all(u8::is_ascii_whitespace) {
-                bad.push((i, "the value is empty".into()));
-                continue;
-            }
-            if !is_json && value.iter().any(|&b| b == b'\n' || b == b'\r') {
-                bad.push((i, "a CSV value holds a line break".into()));
-                continue;
-            }
-            starts.push((self.chunk.len(), i));
-            if is_json {
-                self.chunk.extend(value.iter().map(|&b| match b {
-                    b'\n' | b'\r' => b' ',
-                    b => b,
-                }));
-            } else {
-                self.chunk.extend_from_slice(value);
-            }
-            self.chunk.push(b'\n');
+            columns.push(column);
         }
-        // One batch for the whole run, so rows keep their records' order.
-        let wanted = starts.len().max(1);
-        let decoder = match &mut self.lines {
-            Some((decoder, size)) if *size >= wanted => decoder,
-            _ => {
-                let size = wanted.next_power_of_two();
-                let decoder = format.decoder(self.schema.clone(), size)?;
-                &mut self.lines.insert((decoder, size)).0
-            }
-        };
-        let mut batches = Vec::new();
-        let mut bad_lines = Vec::new();
-        decoder.decode(&self.chunk, &mut batches, &mut bad_lines)?;
-        for line in bad_lines {
-            let at = starts.partition_point(|&(start, _)| start <= line.offset);
-            if let Some(&(_, record)) = at.checked_sub(1).and_then(|i| starts.get(i)) {
-                bad.push((record, line.error));
-            }
+        if self.upsert {
+            columns.push(Arc::new(StringArray::from_iter_values(
+                out_records.iter().map(|r| {
+                    if r.value.is_some() {
+                        Change::Insert.as_str()
+                    } else {
+                        Change::Delete.as_str()
+                    }
+                }),
+            )));
         }
-        bad.sort_by_key(|&(i, _)| i);
-        let rows = arrow::compute::concat_batches(&self.schema, &batches)?;
-        Ok((rows, bad))
+        let rows = RecordBatch::try_new(self.output.clone(), columns)?;
+        let mut gives_row = vec![false; records.len()];
+        for &i in &rows_out {
+            gives_row[i] = true;
+        }
+        Ok(runs(topic, partition, records, rows, bad, &gives_row))
     }
+}
+
+/// The key's columns of the table, by index.
+fn key_columns(layout: &Layout) -> Vec<usize> {
+    layout
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, ColumnSource::Key(_)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// An upsert table's rows: its columns, all but the key's nullable (a
+/// delete has only its key), then `_change`.
+fn upsert_schema(table: &SchemaRef, key: Vec<usize>) -> SchemaRef {
+    let fields = table.fields().iter().enumerate().map(|(i, f)| {
+        if key.contains(&i) {
+            f.clone()
+        } else {
+            Arc::new(f.as_ref().clone().with_nullable(true))
+        }
+    });
+    changelog_schema(fields)
 }
 
 /// Cuts the good rows (in record order) into runs between the bad records;
@@ -201,17 +308,14 @@ fn runs(
     records: &[Record],
     rows: RecordBatch,
     bad: Vec<(usize, String)>,
-    gives_row: impl Fn(&Record) -> bool,
+    gives_row: &[bool],
 ) -> Vec<Decoded> {
     let mut out = Vec::new();
     let mut row = 0; // The first row of the current run.
     let mut run_start = 0; // Its first record.
     for (index, error) in bad {
         if index > run_start {
-            let count = records[run_start..index]
-                .iter()
-                .filter(|r| gives_row(r))
-                .count();
+            let count = gives_row[run_start..index].iter().filter(|&&g| g).count();
             out.push(Decoded::Rows {
                 batch: rows.slice(row, count),
                 next_offset: records[index].offset,
@@ -251,7 +355,7 @@ fn runs(
 #[cfg(test)]
 mod tests {
     use arrow::array::AsArray;
-    use arrow::datatypes::{Field, Int64Type, Schema};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
 
@@ -259,7 +363,7 @@ mod tests {
         Record {
             offset,
             value: Some(value.as_bytes().to_vec()),
-            key: None,
+            ..Record::default()
         }
     }
 
@@ -279,8 +383,7 @@ mod tests {
             record(11, "{\n  \"id\": 2,\n  \"name\": \"pretty\"\n}"),
             Record {
                 offset: 13,
-                value: None,
-                key: None,
+                ..Record::default()
             },
             record(14, r#"{"id":"nope"}"#),
             record(15, r#"{"id":4}"#),
@@ -325,6 +428,7 @@ mod tests {
                 offset: 1,
                 value: Some(vec![0xff, 0xfe]),
                 key: Some(b"k".to_vec()),
+                ..Record::default()
             },
             record(2, "world"),
         ];
