@@ -379,7 +379,7 @@ impl QueryPlanner<'_> {
         let input = self.plan(&a.input)?;
         if input.updating {
             return Err(self.unsupported(
-                "an aggregate of an updating query (an aggregate of an aggregate) is not supported yet",
+                "an aggregate of an updating query (of an aggregate, or of an upsert-kafka table) is not supported yet",
             ));
         }
         let Some(window) = input.window else {

@@ -100,6 +100,8 @@ pub struct RecordDecoder {
     upsert: bool,
     value: BytesDecoder,
     key: Option<BytesDecoder>,
+    needs_key: bool,
+    needs_headers: bool,
 }
 
 impl RecordDecoder {
@@ -137,6 +139,8 @@ impl RecordDecoder {
             table
         };
         Ok(RecordDecoder {
+            needs_key: layout.needs_key(),
+            needs_headers: layout.needs_headers(),
             layout,
             output,
             upsert,
@@ -152,11 +156,11 @@ impl RecordDecoder {
 
     /// Whether records must keep their keys, or their headers.
     pub fn needs_key(&self) -> bool {
-        self.layout.needs_key()
+        self.needs_key
     }
 
     pub fn needs_headers(&self) -> bool {
-        self.layout.needs_headers()
+        self.needs_headers
     }
 
     /// Decodes `records` (in offset order) of `topic` and `partition`.
