@@ -31,7 +31,7 @@ const UPSERT_OPTIONS: &[&str] = &[
     "decode-error.transactional-id-prefix",
 ];
 
-use crate::ddl::Options;
+use crate::ddl::{Options, TableDef};
 use crate::error::SqlError;
 
 /// The librdkafka settings of a table: its `properties.*` options, unprefixed.
@@ -69,4 +69,20 @@ pub(crate) fn row_format(
             ));
         }
     }))
+}
+
+/// What an upsert-kafka table needs, read or written: known options and a
+/// primary key.
+fn check_upsert_table(table: &TableDef) -> Result<(), SqlError> {
+    table.options.check_known("upsert-kafka", UPSERT_OPTIONS)?;
+    if table.primary_key.is_empty() {
+        return Err(SqlError::invalid(
+            table.at,
+            format!(
+                "upsert-kafka table `{}` needs a key: declare PRIMARY KEY (..) NOT ENFORCED",
+                table.name
+            ),
+        ));
+    }
+    Ok(())
 }

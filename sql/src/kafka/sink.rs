@@ -83,16 +83,7 @@ pub fn sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
 /// deletes as tombstones.
 pub fn upsert_sink(table: &TableDef) -> Result<KafkaSink, SqlError> {
     let options = &table.options;
-    options.check_known("upsert-kafka", super::UPSERT_OPTIONS)?;
-    if table.primary_key.is_empty() {
-        return Err(SqlError::invalid(
-            table.at,
-            format!(
-                "upsert-kafka table `{}` needs a key: declare PRIMARY KEY (..) NOT ENFORCED",
-                table.name
-            ),
-        ));
-    }
+    super::check_upsert_table(table)?;
     let topic = options.require("topic", "an upsert-kafka table (one topic)")?;
     if topic.value.contains(';') || topic.value.trim().is_empty() {
         return Err(SqlError::invalid(

@@ -104,16 +104,7 @@ pub fn upsert_source(
     event_time: EventTimeSpec,
 ) -> Result<(KafkaSource, Option<DeadLetters>), SqlError> {
     let options = &table.options;
-    options.check_known("upsert-kafka", super::UPSERT_OPTIONS)?;
-    if table.primary_key.is_empty() {
-        return Err(SqlError::invalid(
-            table.at,
-            format!(
-                "upsert-kafka table `{}` needs a key: declare PRIMARY KEY (..) NOT ENFORCED",
-                table.name
-            ),
-        ));
-    }
+    super::check_upsert_table(table)?;
     // A delete carries only the key: event time must be there too.
     if let Some((column, _)) = &table.watermark
         && !table.primary_key.contains(column)
