@@ -5,6 +5,10 @@
 //! key) becomes `-D` of the whole old row. An upsert that changes nothing
 //! and a delete of an unknown key make no change.
 //!
+//! The same operator keeps the last row of each key for Flink's keep-last
+//! deduplication ([`ChangelogNormalize::keep_last`]): every row is an
+//! upsert, and a row older (in event time) than the key's row is dropped.
+//!
 //! Per batch: keys are interned (vectorized row format), one multi-get reads
 //! the batch's stored rows, the changes are worked out in row order, and the
 //! latest rows are written back in one write batch. Rows are stored in
@@ -38,6 +42,9 @@ pub struct ChangelogNormalize {
     data_columns: Vec<usize>,
     change: usize,
     event_time: usize,
+    /// Keep-last deduplication: a row replaces the key's row only if its
+    /// event time is not earlier; the stored value starts with that time.
+    by_event_time: bool,
 }
 
 impl ChangelogNormalize {
@@ -66,6 +73,19 @@ impl ChangelogNormalize {
             data_columns,
             change,
             event_time,
+            by_event_time: false,
+        })
+    }
+
+    /// Keeps the row of each key with the latest event time, as Flink's
+    /// `ROW_NUMBER() OVER (PARTITION BY k ORDER BY rowtime DESC) = 1`: a
+    /// changelog of `+I` for a new key and `-U`/`+U` when a row of the same
+    /// or a later time arrives; an older row changes nothing. `input` holds
+    /// inserts only (`_change` = `+I`).
+    pub fn keep_last(key_columns: &[String], input: &SchemaRef) -> Result<Self> {
+        Ok(ChangelogNormalize {
+            by_event_time: true,
+            ..Self::try_new(key_columns, input)?
         })
     }
 
@@ -92,7 +112,11 @@ impl ChangelogNormalize {
                 subtask.max_parallelism,
             )?,
             rows,
-            latest: ValueState::unregistered(StateDescriptor::new("changelog-normalize")),
+            latest: ValueState::unregistered(StateDescriptor::new(if self.by_event_time {
+                "keep-last"
+            } else {
+                "changelog-normalize"
+            })),
             spec: self.clone(),
         }))
     }
@@ -133,7 +157,20 @@ impl NormalizeOperator {
             .map(|g| StateKey::new(groups.key_group(g), groups.key(g)))
             .collect();
         let stored = self.latest.multi_get(store, &state_keys)?;
-        let stored_rows: Vec<&[u8]> = stored.iter().flatten().map(Vec::as_slice).collect();
+        // Keep-last values start with the row's event time (8 bytes).
+        let skip = if self.spec.by_event_time { 8 } else { 0 };
+        let mut stored_rows: Vec<&[u8]> = Vec::new();
+        let mut stored_times: Vec<i64> = Vec::new();
+        for value in stored.iter().flatten() {
+            if value.len() < skip {
+                return Err(OperatorError::Config(
+                    "a stored keep-last row is shorter than its time".into(),
+                ));
+            }
+            let (time, row) = value.split_at(skip);
+            stored_times.push(time.try_into().map_or(i64::MIN, i64::from_be_bytes));
+            stored_rows.push(row);
+        }
         let mut latest: Vec<Latest> = Vec::with_capacity(groups.len());
         let mut at = 0;
         for s in &stored {
@@ -187,6 +224,21 @@ impl NormalizeOperator {
                 }
                 Some(Change::Insert | Change::UpdateAfter) => {
                     let now = Latest::Input(row);
+                    if self.spec.by_event_time {
+                        let time_of = |l: Latest| match l {
+                            Latest::Stored(s) => Some(stored_times[s]),
+                            Latest::Input(i) => Some(
+                                times
+                                    .is_valid(i)
+                                    .then(|| times.value(i))
+                                    .unwrap_or(i64::MIN),
+                            ),
+                            Latest::None => None,
+                        };
+                        if time_of(before).is_some_and(|t| t > time_of(now).unwrap_or(i64::MIN)) {
+                            continue;
+                        }
+                    }
                     match before {
                         Latest::None => emit(now, Change::Insert),
                         _ if bytes_of(before) == bytes_of(now) => {}
@@ -210,7 +262,16 @@ impl NormalizeOperator {
         for (g, key) in state_keys.iter().enumerate() {
             match latest[g] {
                 Latest::Input(i) => {
-                    let bytes = input_rows.row(i).data().to_vec();
+                    let mut bytes = Vec::with_capacity(skip + input_rows.row(i).data().len());
+                    if self.spec.by_event_time {
+                        let time = if times.is_valid(i) {
+                            times.value(i)
+                        } else {
+                            i64::MIN
+                        };
+                        bytes.extend_from_slice(&time.to_be_bytes());
+                    }
+                    bytes.extend_from_slice(input_rows.row(i).data());
                     self.latest.put(store, &mut write, *key, &bytes)?;
                 }
                 Latest::None if stored[g].is_some() => {

@@ -109,7 +109,6 @@ pub async fn run_batch(
     use crate::error::SqlError;
     use datafusion::logical_expr::{DmlStatement, LogicalPlan};
     use datafusion::sql::parser::Statement as DfStatement;
-    use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
 
     let tables: Tables = Default::default();
     let ctx = crate::planner::session(&tables);
@@ -123,17 +122,21 @@ pub async fn run_batch(
                 MemTable::try_new(def.schema.clone(), vec![batches])
                     .map_err(|e| SqlError::datafusion(e, at))?,
             );
-            ctx.register_table(&def.name, table.clone())
-                .map_err(|e| SqlError::datafusion(e, at))?;
+            ctx.register_table(
+                datafusion::common::TableReference::bare(def.name.as_str()),
+                table.clone(),
+            )
+            .map_err(|e| SqlError::datafusion(e, at))?;
             tables
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(def.name, table);
+        } else if statement.lead.starts_with("CREATE VIEW")
+            || statement.lead.starts_with("CREATE TEMPORARY VIEW")
+        {
+            crate::planner::create_view(&ctx, &tables, &statement).await?;
         } else if statement.lead.starts_with("INSERT") {
-            let parsed = Parser::new(&GenericDialect {})
-                .try_with_sql(&statement.text)
-                .and_then(|mut p| p.parse_statement())
-                .map_err(|e| SqlError::parser(e, at))?;
+            let parsed = crate::planner::parse(&statement)?;
             let plan = ctx
                 .state()
                 .statement_to_plan(DfStatement::Statement(Box::new(parsed)))

@@ -12,6 +12,8 @@ pub mod catalog;
 pub mod connectors;
 pub mod ddl;
 pub mod error;
+pub mod functions;
+pub mod group_windows;
 pub mod kafka;
 pub mod planner;
 pub mod script;

@@ -5,19 +5,23 @@
 
 mod dataflow;
 mod dedup;
+mod named_views;
+mod options;
 mod query;
+
+pub(crate) use named_views::create_view;
+pub use options::{SqlJob, SqlOptions};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use datafusion::common::TableReference;
 use datafusion::common::config::ConfigOptions;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser;
 use headwater_operators::sinks::StdoutSink;
-use headwater_operators::view::ViewRegistry;
-use headwater_runtime::JobGraph;
 use headwater_runtime::plan::PhysicalPlan;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::keywords::Keyword;
@@ -30,53 +34,15 @@ use crate::error::{Position, SqlError};
 use crate::script::{ScriptStatement, read_script};
 use dataflow::Dataflow;
 
-/// How a script's job runs.
-#[derive(Debug, Clone)]
-pub struct SqlOptions {
-    /// The job's name, in logs and metrics.
-    pub name: String,
-    /// The parallelism of sources and keyed operators.
-    pub parallelism: usize,
-    /// Where the script's materialized views are published for readers.
-    pub views: ViewRegistry,
-    /// The number of key groups (the job's max parallelism).
-    pub max_parallelism: u32,
-    /// `CREATE TABLE` statements declared before the script (by a server's
-    /// earlier requests); the script's own positions are unaffected.
-    pub prelude: Vec<String>,
-}
-
-impl Default for SqlOptions {
-    fn default() -> Self {
-        SqlOptions {
-            name: "sql-job".into(),
-            parallelism: 1,
-            views: ViewRegistry::new(),
-            max_parallelism: headwater_runtime::key_groups::DEFAULT_MAX_PARALLELISM,
-            prelude: Vec::new(),
-        }
-    }
-}
-
-/// A planned script: the job to run, and what its `EXPLAIN`s print.
-#[derive(Debug)]
-pub struct SqlJob {
-    pub graph: JobGraph,
-    /// One text per `EXPLAIN`, in order.
-    pub explains: Vec<String>,
-    /// Pipelines the job runs (each `INSERT`, bare `SELECT` and view).
-    pub pipelines: usize,
-    /// The materialized views it keeps, by name.
-    pub views: Vec<String>,
-}
-
-/// A DataFusion session that knows the window table functions, with spans
-/// collected so that errors have places.
+/// A DataFusion session that knows the window table functions and Flink's
+/// functions, with spans collected so that errors have places. Identifiers
+/// keep their case, as in Flink: `itemName` and `ITEMNAME` are two columns.
 pub fn session(tables: &Tables) -> SessionContext {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.collect_spans = true;
-    config.options_mut().sql_parser.enable_ident_normalization = true;
+    config.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config(config);
+    crate::functions::register(&ctx);
     for function in WindowFunction::ALL {
         // DataFusion looks table functions up by the name as written.
         let name = function.name();
@@ -98,6 +64,12 @@ pub fn session(tables: &Tables) -> SessionContext {
 pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlError> {
     let tables: Tables = Arc::new(Mutex::new(HashMap::new()));
     let ctx = session(&tables);
+    for udf in &options.udfs {
+        ctx.register_udf(udf.clone());
+    }
+    for udaf in &options.udafs {
+        ctx.register_udaf(udaf.clone());
+    }
     let mut dataflow = Dataflow::new(&options.name, options.parallelism);
     let mut explains = Vec::new();
     let mut pipelines = 0;
@@ -123,12 +95,14 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
                 ));
             }
             let provider = Arc::new(DeclaredTable { def });
-            ctx.register_table(&name, provider.clone())
+            ctx.register_table(TableReference::bare(name.as_str()), provider.clone())
                 .map_err(|e| SqlError::datafusion(e, statement.start))?;
             tables
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name, provider);
+        } else if lead.starts_with("CREATE VIEW") || lead.starts_with("CREATE TEMPORARY VIEW") {
+            named_views::create_view(&ctx, &tables, &statement).await?;
         } else if lead.starts_with("CREATE MATERIALIZED VIEW") {
             let name = materialized_view(&ctx, &mut dataflow, &statement, options).await?;
             if views.contains(&name) {
@@ -152,6 +126,16 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
         {
             pipeline(&ctx, &mut dataflow, &statement).await?;
             pipelines += 1;
+        } else if lead.starts_with("CREATE FUNCTION")
+            || lead.starts_with("CREATE TEMPORARY FUNCTION")
+            || lead.starts_with("CREATE TEMPORARY SYSTEM")
+        {
+            return Err(SqlError::unsupported(
+                statement.start,
+                "CREATE FUNCTION loads a Java class, which Headwater cannot run: write the \
+                 function in Rust and register it with `SqlOptions::udfs` (scalar) or \
+                 `SqlOptions::udafs` (aggregate), then call it by name from SQL",
+            ));
         } else {
             return Err(SqlError::unsupported(
                 statement.start,
@@ -442,16 +426,20 @@ fn declared_key(
     Ok(key)
 }
 
-/// The statement's text, parsed by sqlparser.
-fn parse(statement: &ScriptStatement) -> Result<sqlparser::ast::Statement, SqlError> {
-    Parser::new(&GenericDialect {})
+/// The statement's text, parsed by sqlparser, with Flink's calls that are
+/// not DataFusion functions rewritten (see [`crate::functions`]).
+pub(crate) fn parse(statement: &ScriptStatement) -> Result<sqlparser::ast::Statement, SqlError> {
+    let mut parsed = Parser::new(&GenericDialect {})
         .try_with_sql(&statement.text)
         .and_then(|mut p| p.parse_statement())
-        .map_err(|e| SqlError::parser(e, statement.start))
+        .map_err(|e| SqlError::parser(e, statement.start))?;
+    crate::functions::rewrite_statement(&mut parsed, &statement.json_clauses);
+    crate::group_windows::rewrite_group_windows(&mut parsed)?;
+    Ok(parsed)
 }
 
 /// DataFusion's logical plan of a statement, types coerced by its analyzer.
-async fn logical_plan(
+pub(crate) async fn logical_plan(
     ctx: &SessionContext,
     statement: sqlparser::ast::Statement,
     at: crate::error::Position,

@@ -10,7 +10,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use headwater_operators::changelog::CHANGE_COLUMN;
-use headwater_operators::deduplicate::Deduplicate;
 use headwater_operators::normalize::ChangelogNormalize;
 use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
@@ -22,17 +21,17 @@ use crate::connectors;
 use crate::error::{Position, SqlError};
 
 /// A stream, and the window function it is cut by until its `GROUP BY`.
-struct Planned {
-    stream: Stream,
-    window: Option<PendingWindow>,
+pub(super) struct Planned {
+    pub stream: Stream,
+    pub window: Option<PendingWindow>,
     /// A changelog (with `_change`): the result of an updating aggregate.
-    updating: bool,
+    pub updating: bool,
     /// The columns that identify a row: an aggregate's GROUP BY columns.
-    key: Option<Vec<String>>,
+    pub key: Option<Vec<String>>,
 }
 
 impl Planned {
-    fn append(stream: Stream) -> Self {
+    pub(super) fn append(stream: Stream) -> Self {
         Planned {
             stream,
             window: None,
@@ -49,7 +48,7 @@ pub(super) struct QueryStream {
     pub key: Option<Vec<String>>,
 }
 
-struct PendingWindow {
+pub(super) struct PendingWindow {
     kind: WindowKind,
 }
 
@@ -78,23 +77,23 @@ pub(super) fn plan_query(
     })
 }
 
-struct QueryPlanner<'a> {
-    dataflow: &'a mut Dataflow,
-    at: Position,
+pub(super) struct QueryPlanner<'a> {
+    pub dataflow: &'a mut Dataflow,
+    pub at: Position,
     /// `ROW_NUMBER()` columns that a filter keeps at 1: deduplications.
-    first_rows: Vec<String>,
+    pub first_rows: Vec<String>,
 }
 
 impl QueryPlanner<'_> {
-    fn failed(&self, e: String) -> SqlError {
+    pub(super) fn failed(&self, e: String) -> SqlError {
         SqlError::plan(self.at, e)
     }
 
-    fn unsupported(&self, message: impl Into<String>) -> SqlError {
+    pub(super) fn unsupported(&self, message: impl Into<String>) -> SqlError {
         SqlError::unsupported(self.at, message)
     }
 
-    fn plan(&mut self, plan: &LogicalPlan) -> Result<Planned, SqlError> {
+    pub(super) fn plan(&mut self, plan: &LogicalPlan) -> Result<Planned, SqlError> {
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
@@ -201,61 +200,30 @@ impl QueryPlanner<'_> {
             )),
             LogicalPlan::Join(_) => Err(self.unsupported("joins are not supported yet")),
             LogicalPlan::Window(w) => self.deduplicate(w),
-            LogicalPlan::Distinct(_) => Err(self
-                .unsupported("SELECT DISTINCT is not supported yet; GROUP BY the columns instead")),
+            LogicalPlan::Distinct(d) => {
+                let aggregate =
+                    super::dedup::distinct_as_aggregate(d).map_err(|e| self.unsupported(e))?;
+                let planned = self.aggregate(&aggregate)?;
+                // The aggregate's hidden count goes; the row's columns stay.
+                let groups = aggregate.group_expr.len();
+                let mut columns: Vec<Expr> = aggregate.schema.fields()[..groups]
+                    .iter()
+                    .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                    .collect();
+                if planned.updating {
+                    columns.push(change_column());
+                }
+                let stream = self
+                    .dataflow
+                    .project(planned.stream, &columns)
+                    .map_err(|e| self.failed(e))?;
+                Ok(Planned { stream, ..planned })
+            }
             other => Err(self.unsupported(format!(
                 "{} is not supported in a streaming query",
                 other.display()
             ))),
         }
-    }
-
-    /// `ROW_NUMBER() OVER (PARTITION BY k ORDER BY t) .. WHERE rn = 1`: the
-    /// first row of each key, the rest dropped (Flink's deduplication).
-    fn deduplicate(&mut self, w: &datafusion::logical_expr::Window) -> Result<Planned, SqlError> {
-        let keys =
-            super::dedup::first_row_keys(w, &self.first_rows).map_err(|e| self.unsupported(e))?;
-        let input = self.plan(&w.input)?;
-        if input.window.is_some() || input.updating {
-            return Err(self.unsupported(
-                "ROW_NUMBER() deduplicates a table's rows; it cannot come after a window function or an aggregate",
-            ));
-        }
-        let mut stream = input.stream;
-        let parallelism = by_key(&mut stream, &keys);
-        let dedup = Deduplicate::try_new(&keys, &stream.schema, self.dataflow.state_ttl)
-            .map_err(|e| self.failed(e.to_string()))?;
-        let schema = stream.schema.clone();
-        let firsts = self
-            .dataflow
-            .then(
-                stream,
-                "deduplicate",
-                schema,
-                parallelism,
-                Arc::new(move |subtask| dedup.operator(subtask)),
-            )
-            .map_err(|e| self.failed(e))?;
-        // Every row that goes on is number 1 of its key.
-        let columns = w.schema.fields();
-        let inputs = w.input.schema().fields().len();
-        let mut exprs: Vec<Expr> = columns[..inputs]
-            .iter()
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-            .collect();
-        let one = datafusion::common::ScalarValue::UInt64(Some(1))
-            .cast_to(columns[inputs].data_type())
-            .map_err(|e| SqlError::datafusion(e, self.at))?;
-        exprs.push(datafusion::prelude::lit(one).alias(columns[inputs].name()));
-        let stream = self
-            .dataflow
-            .project(firsts, &exprs)
-            .map_err(|e| self.failed(e))?;
-        // One row per key goes on: the key identifies it (a view's key).
-        Ok(Planned {
-            key: Some(keys),
-            ..Planned::append(stream)
-        })
     }
 
     fn scan(&mut self, scan: &TableScan) -> Result<Planned, SqlError> {
@@ -265,7 +233,10 @@ impl QueryPlanner<'_> {
             (&t.def, None)
         } else if let Some(w) = downcast::<WindowedTable>(&provider) {
             let Some(t) = downcast::<DeclaredTable>(&w.input) else {
-                return Err(self.unsupported("a window function over something other than a table"));
+                return Err(self.unsupported(format!(
+                    "a window function over view `{}` is not supported yet: window the table it reads",
+                    w.table
+                )));
             };
             match &t.def.watermark {
                 Some((column, _)) if *column == w.time_column => {}
@@ -532,7 +503,7 @@ impl QueryPlanner<'_> {
 
 /// Sends `stream` to the subtask of its key; with no key, one subtask sees
 /// every row. Returns the parallelism the receiving operator must have.
-fn by_key(stream: &mut Stream, keys: &[String]) -> Option<usize> {
+pub(super) fn by_key(stream: &mut Stream, keys: &[String]) -> Option<usize> {
     if keys.is_empty() {
         stream.partitioning = Partitioning::Rebalance;
         Some(1)
@@ -552,7 +523,7 @@ fn plan_columns(a: &Aggregate) -> Vec<Expr> {
         .collect()
 }
 
-fn change_column() -> Expr {
+pub(super) fn change_column() -> Expr {
     Expr::Column(Column::new_unqualified(CHANGE_COLUMN))
 }
 
