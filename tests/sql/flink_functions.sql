@@ -30,4 +30,9 @@ SELECT
   JSON_QUERY(payload, '$.tags'),
   FROM_UNIXTIME(epochSec, 'yyyy/MM/dd HH:mm'),
   TO_TIMESTAMP(DATE_FORMAT(eventTime, 'dd.MM.yyyy HH:mm'), 'dd.MM.yyyy HH:mm')
-FROM events;
+FROM events
+-- Calls on literals only, evaluated for each batch (a stream folds nothing).
+WHERE DATE_FORMAT(TIMESTAMP '2025-01-01 00:00:00', 'yyyy') = '2025'
+  AND JSON_VALUE('{"ok": true}', '$.ok') = 'true'
+  AND LOCATE('b', 'abc') = 2
+  AND TIMESTAMPDIFF(DAY, DATE '2025-01-01', DATE '2025-01-02') = 1;

@@ -202,7 +202,13 @@ impl ScalarUDFImpl for FlinkFunction {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         let return_type = args.return_field.data_type().clone();
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Every argument as an array of the batch's length, also when all
+        // are literals (a stream does not fold them away).
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
         let result = match self.kind {
             Kind::RegexpExtract | Kind::SplitIndex | Kind::Locate => {
                 string::evaluate(self.kind, &arrays)?
