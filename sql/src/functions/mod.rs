@@ -124,22 +124,26 @@ impl FlinkFunction {
         FlinkFunction { kind, signature }
     }
 
+    fn check_arity(&self, count: usize) -> DfResult<()> {
+        let arity = self.kind.arity();
+        if !arity.contains(&count) {
+            return plan_err!(
+                "{} takes {} to {} arguments, not {count}",
+                self.kind.name().to_uppercase(),
+                arity.start(),
+                arity.end()
+            );
+        }
+        Ok(())
+    }
+
     /// The result type, from the argument types and the literal arguments.
     fn data_type(
         &self,
         types: &[DataType],
         scalars: &[Option<&ScalarValue>],
     ) -> DfResult<DataType> {
-        let arity = self.kind.arity();
-        if !arity.contains(&types.len()) {
-            return plan_err!(
-                "{} takes {} to {} arguments, not {}",
-                self.kind.name().to_uppercase(),
-                arity.start(),
-                arity.end(),
-                types.len()
-            );
-        }
+        self.check_arity(types.len())?;
         Ok(match self.kind {
             Kind::DateFormat
             | Kind::FromUnixtime
@@ -166,16 +170,7 @@ impl ScalarUDFImpl for FlinkFunction {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        let arity = self.kind.arity();
-        if !arity.contains(&arg_types.len()) {
-            return plan_err!(
-                "{} takes {} to {} arguments, not {}",
-                self.kind.name().to_uppercase(),
-                arity.start(),
-                arity.end(),
-                arg_types.len()
-            );
-        }
+        self.check_arity(arg_types.len())?;
         match self.kind {
             Kind::RegexpExtract | Kind::SplitIndex | Kind::Locate => {
                 string::coerce(self.kind, arg_types)
