@@ -1,6 +1,7 @@
 //! Exactly-once through SIGKILL and changes of parallelism, for every kind of
-//! window and both deduplications (keep-first into a file, keep-last into a
-//! view), keyed by a small BIGINT, a VARCHAR and both.
+//! window, both deduplications (keep-first into a file, keep-last into a
+//! view) and a left outer interval join, keyed by a small BIGINT, a VARCHAR
+//! and both (the join by an expression too).
 //!
 //! The real binary runs one SQL job of five queries and a materialized view
 //! of an updating aggregate (keyed by a small BIGINT and a VARCHAR) over a
@@ -49,6 +50,8 @@ CREATE TABLE session_out (k_int BIGINT, window_start TIMESTAMP(3), window_end TI
 WITH ('connector' = 'filesystem', 'path' = 'out/session', 'format' = 'json');
 CREATE TABLE dedup_out (event_id VARCHAR, k_int BIGINT, amount BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/dedup', 'format' = 'json');
+CREATE TABLE join_out (a_id VARCHAR, b_id VARCHAR, k_int BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out/join', 'format' = 'json');
 
 INSERT INTO tumble_out
 SELECT k_int, window_start, window_end, count(*), sum(amount)
@@ -74,6 +77,13 @@ INSERT INTO dedup_out
 SELECT event_id, k_int, amount
 FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ts) AS rn FROM events)
 WHERE rn = 1;
+
+INSERT INTO join_out
+SELECT a.event_id, b.event_id, a.k_int
+FROM events a LEFT JOIN events b
+  ON a.k_int = b.k_int AND a.k_str = b.k_str AND a.amount % 50 = b.amount % 50
+ AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND
+ AND a.event_id <> b.event_id;
 
 CREATE MATERIALIZED VIEW totals AS
 SELECT k_int, k_str, count(*) AS n, sum(amount) AS total
@@ -285,7 +295,7 @@ fn start(dir: &Path, parallelism: usize, run: usize) -> Job {
 }
 
 fn committed_files(dir: &Path) -> usize {
-    ["tumble", "hop", "cumulate", "session", "dedup"]
+    ["tumble", "hop", "cumulate", "session", "dedup", "join"]
         .iter()
         .flat_map(|p| {
             std::fs::read_dir(dir.join("out").join(p))
@@ -415,6 +425,61 @@ fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
     assert!(
         got == expected,
         "{scenario} dedup: rows differ from the reference"
+    );
+    check_join(dir, events, late, scenario);
+}
+
+/// The left interval join against a plain-Rust nested loop: each delivery
+/// of an on-time event with every on-time delivery of another event with
+/// its keys up to 1 s later, or alone (a NULL) if there is none. A late
+/// event (a day behind) joins nothing, and comes out alone at once.
+fn check_join(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
+    let key = |e: &Event| (e.k_int, e.k_str, e.amount % 50);
+    let mut by_key: HashMap<(i64, &str, i64), Vec<&Event>> = HashMap::new();
+    for e in events.iter().filter(|e| !late.contains(&e.id)) {
+        by_key.entry(key(e)).or_default().push(e);
+    }
+    let mut expected: Vec<String> = Vec::new();
+    for a in events {
+        let before = expected.len();
+        if !late.contains(&a.id) {
+            for b in &by_key[&key(a)] {
+                if b.ts >= a.ts && b.ts <= a.ts + 1000 && b.id != a.id {
+                    expected.push(format!("{}|{}|{}", a.id, b.id, a.k_int));
+                }
+            }
+        }
+        if expected.len() == before {
+            expected.push(format!("{}|null|{}", a.id, a.k_int));
+        }
+    }
+    expected.sort();
+    let mut got: Vec<String> = common::committed_rows(&dir.join("out/join"))
+        .iter()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            format!(
+                "{}|{}|{}",
+                row["a_id"].as_str().unwrap(),
+                row["b_id"].as_str().unwrap_or("null"),
+                row["k_int"]
+            )
+        })
+        .collect();
+    got.sort();
+    let matched = expected.iter().filter(|r| !r.contains("|null|")).count();
+    assert!(
+        matched > 1000,
+        "{scenario} join: only {matched} joined rows"
+    );
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{scenario} join: rows lost or duplicated"
+    );
+    assert!(
+        got == expected,
+        "{scenario} join: rows differ from the reference"
     );
 }
 

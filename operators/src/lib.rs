@@ -10,6 +10,7 @@ pub mod decode_error;
 pub mod deduplicate;
 pub mod error;
 pub mod formats;
+pub mod join;
 pub mod normalize;
 pub mod sinks;
 pub mod sources;

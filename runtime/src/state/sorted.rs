@@ -104,6 +104,26 @@ impl SortedState {
             .map(move |item| item.map(|(k, v)| (k[skip..].into(), v)))
     }
 
+    /// The entries of `key_group` whose sort key starts with `prefix`, from
+    /// `prefix ++ from` on, in order, as (sort key, value): a range of one
+    /// key's entries, such as its rows after a point in time.
+    pub fn scan_from<'a>(
+        &self,
+        store: &'a KeyedStateStore,
+        key_group: KeyGroup,
+        prefix: &[u8],
+        from: &[u8],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + 'a {
+        let mut start = Vec::new();
+        self.stored(key_group, prefix, &mut start);
+        let prefix_len = start.len();
+        start.extend_from_slice(from);
+        let skip = 6;
+        store
+            .scan_owned_range(start, prefix_len)
+            .map(move |item| item.map(|(k, v)| (k[skip..].into(), v)))
+    }
+
     /// The first entry of `key_group` at or after `from`, if any.
     pub fn first_from(
         &self,

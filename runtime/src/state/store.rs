@@ -218,6 +218,20 @@ impl KeyedStateStore {
             .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
+    /// Every (key, value) from `start` on whose key shares the first
+    /// `prefix_len` bytes of `start`, in key order.
+    pub(crate) fn scan_owned_range(
+        &self,
+        start: Vec<u8>,
+        prefix_len: usize,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + '_ {
+        let prefix = start[..prefix_len.min(start.len())].to_vec();
+        self.db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+            .map(|item| item.map_err(|e| self.rocks(e)))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+    }
+
     /// The first entry at or after `key`.
     pub(crate) fn seek(&self, key: &[u8]) -> Result<Option<(Box<[u8]>, Box<[u8]>)>, StateError> {
         self.db
@@ -227,8 +241,9 @@ impl KeyedStateStore {
             .map_err(|e| self.rocks(e))
     }
 
-    /// A number larger than any this store gave before, for appends.
-    pub(crate) fn next_sequence(&self) -> u64 {
+    /// A number larger than any this store gave before, for appends: it
+    /// tells apart entries of one key that are otherwise equal.
+    pub fn next_sequence(&self) -> u64 {
         self.sequence.fetch_add(1, Ordering::Relaxed)
     }
 

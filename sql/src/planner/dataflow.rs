@@ -162,7 +162,31 @@ impl Dataflow {
             .graph
             .add_operator(&name, parallelism, factory)
             .map_err(|e| e.to_string())?;
-        self.connect(&input, side_output, node)?;
+        self.connect(&input, side_output, node, 0)?;
+        Ok(Stream {
+            node,
+            schema,
+            partitioning: Partitioning::Forward,
+        })
+    }
+
+    /// Adds an operator of two inputs: `left` feeds its input 0, `right` its input 1.
+    pub fn join(
+        &mut self,
+        left: Stream,
+        right: Stream,
+        name: &str,
+        schema: SchemaRef,
+        parallelism: Option<usize>,
+        factory: OperatorFactory,
+    ) -> Result<Stream, String> {
+        let name = self.operator_name(name);
+        let node = self
+            .graph
+            .add_operator(&name, parallelism.unwrap_or(self.parallelism), factory)
+            .map_err(|e| e.to_string())?;
+        self.connect(&left, None, node, 0)?;
+        self.connect(&right, None, node, 1)?;
         Ok(Stream {
             node,
             schema,
@@ -175,6 +199,7 @@ impl Dataflow {
         input: &Stream,
         side_output: Option<&str>,
         to: NodeId,
+        to_input: usize,
     ) -> Result<(), String> {
         let mut partitioning = input.partitioning.clone();
         if partitioning == Partitioning::Forward
@@ -187,7 +212,7 @@ impl Dataflow {
                 from: input.node,
                 side_output: side_output.map(String::from),
                 to,
-                to_input: 0,
+                to_input,
                 partitioning,
             })
             .map_err(|e| e.to_string())
@@ -229,7 +254,7 @@ impl Dataflow {
             Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
         )?;
         for input in inputs {
-            self.connect(&input, None, union.node)?;
+            self.connect(&input, None, union.node, 0)?;
         }
         Ok(union)
     }

@@ -25,7 +25,8 @@ use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::deduplicate::Deduplicate;
 use headwater_operators::normalize::ChangelogNormalize;
 
-use super::query::{Planned, QueryPlanner, by_key, change_column};
+use super::columns::change_column;
+use super::query::{Planned, QueryPlanner, by_key};
 use crate::catalog::{DeclaredTable, downcast};
 use crate::error::SqlError;
 
@@ -173,9 +174,9 @@ impl QueryPlanner<'_> {
         }
         let columns = w.schema.fields();
         let inputs = w.input.schema().fields().len();
-        let mut exprs: Vec<Expr> = columns[..inputs]
+        let mut exprs: Vec<Expr> = super::columns::stream_names(&w.schema)[..inputs]
             .iter()
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .map(|name| Expr::Column(Column::new_unqualified(name)))
             .collect();
         let (kept, updating) = match &dedup.last_by {
             None => {
@@ -238,6 +239,8 @@ impl QueryPlanner<'_> {
         Ok(Planned {
             key: Some(keys),
             updating,
+            // Keep-first passes rows on as they are, in their time.
+            time: if updating { None } else { input.time },
             ..Planned::append(stream)
         })
     }

@@ -3,8 +3,10 @@
 //! a bare `SELECT ..` one ending in standard output, and `EXPLAIN ..` shows
 //! the dataflow of its statement instead of running it.
 
+mod columns;
 mod dataflow;
 mod dedup;
+mod join;
 mod named_views;
 mod options;
 mod query;
@@ -458,7 +460,7 @@ pub(crate) async fn logical_plan(
 /// Refuses, at their place, what a stream cannot do, before DataFusion
 /// plans it (its plans do not keep places).
 fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlError> {
-    let checks: [(Keyword, &str); 4] = [
+    let checks: [(Keyword, &str); 3] = [
         (
             Keyword::OVER,
             "OVER windows are not supported; use TUMBLE, HOP, SESSION or CUMULATE with GROUP BY",
@@ -471,7 +473,6 @@ fn refuse_unbounded_constructs(statement: &ScriptStatement) -> Result<(), SqlErr
             Keyword::LIMIT,
             "LIMIT on an unbounded stream is not supported; use a window or a view",
         ),
-        (Keyword::JOIN, "joins are not supported yet"),
     ];
     let mut exempt = row_number_clauses(&statement.tokens);
     exempt.extend(function_arguments(&statement.tokens));

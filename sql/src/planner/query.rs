@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
-use datafusion::common::Column;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
-use headwater_operators::changelog::CHANGE_COLUMN;
 use headwater_operators::normalize::ChangelogNormalize;
 use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
 use headwater_runtime::{EVENT_TIME_FIELD, Partitioning};
 
+use super::columns::{
+    change_column, mentions_window_bounds, named, plan_columns, stream_expr, stream_names,
+};
 use super::dataflow::{Dataflow, Stream};
 use crate::catalog::{DeclaredTable, WindowedTable, downcast};
 use crate::connectors;
@@ -28,6 +29,9 @@ pub(super) struct Planned {
     pub updating: bool,
     /// The columns that identify a row: an aggregate's GROUP BY columns.
     pub key: Option<Vec<String>>,
+    /// The column that holds each row's event time (a table's WATERMARK
+    /// column, as long as it is selected as it is): a time attribute.
+    pub time: Option<String>,
 }
 
 impl Planned {
@@ -37,6 +41,7 @@ impl Planned {
             window: None,
             updating: false,
             key: None,
+            time: None,
         }
     }
 }
@@ -105,25 +110,26 @@ impl QueryPlanner<'_> {
                          GROUP BY window_start, window_end directly",
                     ));
                 }
-                let mut exprs = named(&p.expr, p.schema.fields());
+                let mut exprs = named(&p.expr, p.input.schema(), &stream_names(&p.schema));
                 if input.updating {
                     exprs.push(change_column());
                 }
-                // The key survives if every key column is selected as it is.
-                let key = input.key.as_ref().and_then(|key| {
-                    key.iter()
-                        .map(|k| {
-                            exprs.iter().find_map(|e| match e {
-                                Expr::Column(c) if c.name == *k => Some(k.clone()),
-                                Expr::Alias(a) => match a.expr.as_ref() {
-                                    Expr::Column(c) if c.name == *k => Some(a.name.clone()),
-                                    _ => None,
-                                },
-                                _ => None,
-                            })
-                        })
-                        .collect::<Option<Vec<String>>>()
-                });
+                // The key and the time attribute survive if selected as they are.
+                let selected = |k: &String| {
+                    exprs.iter().find_map(|e| match e {
+                        Expr::Column(c) if c.name == *k => Some(k.clone()),
+                        Expr::Alias(a) => match a.expr.as_ref() {
+                            Expr::Column(c) if c.name == *k => Some(a.name.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                };
+                let key = input
+                    .key
+                    .as_ref()
+                    .and_then(|key| key.iter().map(selected).collect::<Option<Vec<String>>>());
+                let time = input.time.as_ref().and_then(selected);
                 let stream = self
                     .dataflow
                     .project(input.stream, &exprs)
@@ -133,14 +139,23 @@ impl QueryPlanner<'_> {
                     window: None,
                     updating: input.updating,
                     key,
+                    time,
                 })
             }
             LogicalPlan::Filter(f) => {
+                // `FROM a, b WHERE ..`: the WHERE is the join's condition.
+                if let LogicalPlan::Join(j) = f.input.as_ref()
+                    && j.on.is_empty()
+                    && j.filter.is_none()
+                    && j.join_type == datafusion::logical_expr::JoinType::Inner
+                {
+                    return self.join(j, Some(&f.predicate));
+                }
                 if let Some(column) = super::dedup::first_row_filter(f) {
                     self.first_rows.push(column);
                 }
                 let input = self.plan(&f.input)?;
-                let predicate = unqualified(&f.predicate);
+                let predicate = stream_expr(&f.predicate, f.input.schema());
                 if input.window.is_some() && mentions_window_bounds(&predicate) {
                     return Err(self.unsupported(
                         "a WHERE on window_start or window_end is not supported; filter the results instead (HAVING)",
@@ -155,6 +170,7 @@ impl QueryPlanner<'_> {
                     window: input.window,
                     updating: input.updating,
                     key: input.key,
+                    time: input.time,
                 })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
@@ -181,7 +197,8 @@ impl QueryPlanner<'_> {
                             .take(u.schema.fields().len())
                             .map(|f| Expr::Column(Column::new_unqualified(f.name())))
                             .collect::<Vec<_>>(),
-                        u.schema.fields(),
+                        &DFSchema::empty(),
+                        &stream_names(&u.schema),
                     );
                     inputs.push(
                         self.dataflow
@@ -198,7 +215,7 @@ impl QueryPlanner<'_> {
             LogicalPlan::Limit(_) => Err(self.unsupported(
                 "LIMIT on an unbounded stream is not supported; use a window or a view",
             )),
-            LogicalPlan::Join(_) => Err(self.unsupported("joins are not supported yet")),
+            LogicalPlan::Join(j) => self.join(j, None),
             LogicalPlan::Window(w) => self.deduplicate(w),
             LogicalPlan::Distinct(d) => {
                 let aggregate =
@@ -338,11 +355,18 @@ impl QueryPlanner<'_> {
                 .project(stream, &exprs)
                 .map_err(|e| self.failed(e))?;
         }
+        // The table's event time, if it is read and is not a changelog's.
+        let time = table
+            .watermark
+            .as_ref()
+            .map(|(column, _)| column.clone())
+            .filter(|column| !upsert && stream.schema.fields().iter().any(|f| f.name() == column));
         Ok(Planned {
             stream,
             window,
             updating: upsert,
             key,
+            time,
         })
     }
 
@@ -357,7 +381,7 @@ impl QueryPlanner<'_> {
             return self.updating_aggregate(a, input.stream);
         };
         let has_bounds = a.group_expr.iter().any(|e| {
-            matches!(unqualified(e), Expr::Column(c) if c.name == "window_start" || c.name == "window_end")
+            matches!(stream_expr(e, a.input.schema()), Expr::Column(c) if c.name == "window_start" || c.name == "window_end")
         });
         let (stream, mut keys) = self.group_keys(a, input.stream)?;
         keys.retain(|k| k != "window_start" && k != "window_end");
@@ -367,7 +391,11 @@ impl QueryPlanner<'_> {
             ));
         }
         let groups = a.group_expr.len();
-        let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
+        let aggregates = named(
+            &a.aggr_expr,
+            a.input.schema(),
+            &stream_names(&a.schema)[groups..],
+        );
         let mut stream = stream;
         let parallelism = by_key(&mut stream, &keys);
         let operator = WindowAggregate::try_new(window.kind, &keys, &aggregates, &stream.schema)
@@ -395,12 +423,7 @@ impl QueryPlanner<'_> {
             .dataflow
             .project(windows, &columns)
             .map_err(|e| self.failed(e))?;
-        let key = Some(
-            a.schema.fields()[..groups]
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
-        );
+        let key = Some(stream_names(&a.schema)[..groups].to_vec());
         Ok(Planned {
             key,
             ..Planned::append(stream)
@@ -418,11 +441,12 @@ impl QueryPlanner<'_> {
     ) -> Result<(Stream, Vec<String>), SqlError> {
         let mut keys = Vec::new();
         let mut computed = Vec::new();
+        let names = stream_names(&a.schema);
         for (i, e) in a.group_expr.iter().enumerate() {
-            match unqualified(e) {
+            match stream_expr(e, a.input.schema()) {
                 Expr::Column(c) => keys.push(c.name),
                 other => {
-                    let name = a.schema.field(i).name().clone();
+                    let name = names[i].clone();
                     computed.push(other.alias(&name));
                     keys.push(name);
                 }
@@ -465,7 +489,11 @@ impl QueryPlanner<'_> {
     fn updating_aggregate(&mut self, a: &Aggregate, stream: Stream) -> Result<Planned, SqlError> {
         let (mut stream, keys) = self.group_keys(a, stream)?;
         let groups = a.group_expr.len();
-        let aggregates = named(&a.aggr_expr, &a.schema.fields()[groups..]);
+        let aggregates = named(
+            &a.aggr_expr,
+            a.input.schema(),
+            &stream_names(&a.schema)[groups..],
+        );
         let parallelism = by_key(&mut stream, &keys);
         let operator = UpdatingAggregate::try_new(&keys, &aggregates, &stream.schema)
             .map_err(|e| self.failed(e.to_string()))?;
@@ -486,17 +514,13 @@ impl QueryPlanner<'_> {
             .dataflow
             .project(results, &columns)
             .map_err(|e| self.failed(e))?;
-        let key = Some(
-            a.schema.fields()[..groups]
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
-        );
+        let key = Some(stream_names(&a.schema)[..groups].to_vec());
         Ok(Planned {
             stream,
             window: None,
             updating: true,
             key,
+            time: None,
         })
     }
 }
@@ -511,55 +535,4 @@ pub(super) fn by_key(stream: &mut Stream, keys: &[String]) -> Option<usize> {
         stream.partitioning = Partitioning::Hash(keys.to_vec());
         None
     }
-}
-
-/// The output columns of an aggregate, in the order and with the names the
-/// plan above it expects.
-fn plan_columns(a: &Aggregate) -> Vec<Expr> {
-    a.schema
-        .fields()
-        .iter()
-        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-        .collect()
-}
-
-pub(super) fn change_column() -> Expr {
-    Expr::Column(Column::new_unqualified(CHANGE_COLUMN))
-}
-
-/// `exprs` without table qualifiers, each named as the plan's field.
-fn named(exprs: &[Expr], fields: &[datafusion::arrow::datatypes::FieldRef]) -> Vec<Expr> {
-    exprs
-        .iter()
-        .zip(fields)
-        .map(|(e, f)| {
-            let e = unqualified(e).unalias();
-            match &e {
-                Expr::Column(c) if c.name == *f.name() => e,
-                _ => e.alias(f.name()),
-            }
-        })
-        .collect()
-}
-
-/// The expression with every column unqualified: a stream's columns have
-/// no table names.
-fn unqualified(e: &Expr) -> Expr {
-    e.clone()
-        .transform_up(|e| {
-            Ok(match e {
-                Expr::Column(c) if c.relation.is_some() => {
-                    Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                }
-                other => Transformed::no(other),
-            })
-        })
-        .map(|t| t.data)
-        .unwrap_or_else(|_| e.clone())
-}
-
-fn mentions_window_bounds(e: &Expr) -> bool {
-    e.column_refs()
-        .iter()
-        .any(|c| c.name == "window_start" || c.name == "window_end")
 }

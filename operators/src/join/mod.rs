@@ -1,0 +1,71 @@
+//! Joins of two streams. Input 0 is the left side, input 1 the right; both
+//! arrive hashed on their join keys, so a key's rows of both sides meet in
+//! one subtask, and its state lives in that key's key group.
+
+mod interval;
+mod side;
+
+pub use interval::{IntervalBounds, IntervalJoin};
+
+use arrow::datatypes::{FieldRef, SchemaRef};
+use headwater_runtime::EVENT_TIME_FIELD;
+
+use crate::error::{OperatorError, Result};
+use crate::window::keys::key_columns_of;
+
+/// Which unmatched rows a join keeps, padded with NULLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinType {
+    /// Whether unmatched rows of `side` (0 left, 1 right) are emitted.
+    pub fn keeps_unmatched(self, side: usize) -> bool {
+        match self {
+            JoinType::Inner => false,
+            JoinType::Left => side == 0,
+            JoinType::Right => side == 1,
+            JoinType::Full => true,
+        }
+    }
+}
+
+/// One input of a join: its stream's schema (with the event-time column),
+/// its key columns, and the columns it gives the output, in order.
+#[derive(Debug, Clone)]
+pub struct JoinInput {
+    pub schema: SchemaRef,
+    pub key: Vec<String>,
+    pub output: Vec<String>,
+}
+
+/// A join input with its columns found.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedInput {
+    pub key_columns: Vec<usize>,
+    pub key_fields: Vec<FieldRef>,
+    pub output_columns: Vec<usize>,
+    pub output_fields: Vec<FieldRef>,
+}
+
+impl JoinInput {
+    pub(crate) fn resolve(&self, side: &str) -> Result<ResolvedInput> {
+        let (key_columns, key_fields) = key_columns_of(&self.key, &self.schema)?;
+        let (output_columns, output_fields) = key_columns_of(&self.output, &self.schema)?;
+        if self.schema.index_of(EVENT_TIME_FIELD).is_err() {
+            return Err(OperatorError::Config(format!(
+                "the {side} input of the join has no event time"
+            )));
+        }
+        Ok(ResolvedInput {
+            key_columns,
+            key_fields,
+            output_columns,
+            output_fields,
+        })
+    }
+}

@@ -1,0 +1,336 @@
+//! Joins of two streams. A join whose condition bounds the two tables'
+//! event times against each other (`b.ts BETWEEN a.ts - INTERVAL '1' MINUTE
+//! AND a.ts`) is an interval join, as in Flink: its state is bounded by the
+//! watermarks. The condition is split into equal keys (the exchange and the
+//! state key), the time interval, and a residual predicate on joined rows.
+
+use std::sync::Arc;
+
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{
+    Between, BinaryExpr, Expr, ExprSchemable, Join, JoinType as PlanJoinType, Operator,
+};
+use headwater_operators::join::{IntervalBounds, IntervalJoin, JoinInput, JoinType};
+use headwater_runtime::{EVENT_TIME_FIELD, Partitioning};
+
+use super::columns::{stream_expr, stream_names};
+use super::dataflow::Stream;
+use super::query::{Planned, QueryPlanner};
+use crate::error::SqlError;
+
+impl QueryPlanner<'_> {
+    /// `j`, with `more` (a WHERE over a join without a condition) joined to
+    /// its condition.
+    pub(super) fn join(&mut self, j: &Join, more: Option<&Expr>) -> Result<Planned, SqlError> {
+        let join_type = match j.join_type {
+            PlanJoinType::Inner => JoinType::Inner,
+            PlanJoinType::Left => JoinType::Left,
+            PlanJoinType::Right => JoinType::Right,
+            PlanJoinType::Full => JoinType::Full,
+            other => {
+                return Err(self.unsupported(format!("{other} joins are not supported yet")));
+            }
+        };
+        let left = self.plan(&j.left)?;
+        let right = self.plan(&j.right)?;
+        for input in [&left, &right] {
+            if input.window.is_some() {
+                return Err(self.unsupported(
+                    "a join of window functions (a window join) is not supported yet; \
+                     aggregate each window first",
+                ));
+            }
+            if input.updating {
+                return Err(self.unsupported(
+                    "a join of an updating query (an aggregate, keep-last deduplication or an \
+                     upsert-kafka table) is not supported yet",
+                ));
+            }
+        }
+        let mut conjuncts: Vec<Expr> = j.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
+        for e in j.filter.iter().chain(more) {
+            conjuncts.extend(split_conjunction(e).into_iter().cloned());
+        }
+
+        let schemas = [j.left.schema().as_ref(), j.right.schema().as_ref()];
+        let times = [left.time.as_deref(), right.time.as_deref()];
+        let condition = Condition::split(conjuncts, schemas, times);
+        let (Some(lower), Some(upper)) = (condition.lower, condition.upper) else {
+            return Err(self.unsupported(
+                "a join of two streams needs a time interval between their event times \
+                 (the tables' WATERMARK columns), such as `b.ts BETWEEN a.ts - INTERVAL '1' \
+                 MINUTE AND a.ts + INTERVAL '1' MINUTE`: an interval join. Joins without one \
+                 are not supported yet",
+            ));
+        };
+        if lower > upper {
+            return Err(self.unsupported(format!(
+                "the join's time interval is empty: the right time minus the left is at least \
+                 {lower} ms and at most {upper} ms"
+            )));
+        }
+
+        // Each side's key columns, computed where a key is an expression.
+        let mut streams = [left.stream, right.stream];
+        let mut keys: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        for side in 0..2 {
+            let exprs: Vec<Expr> = condition
+                .keys
+                .iter()
+                .map(|pair| {
+                    let e = stream_expr(&pair[side], schemas[side]);
+                    if side == 1 {
+                        let left_type = pair[0].get_type(schemas[0]);
+                        let right_type = pair[1].get_type(schemas[1]);
+                        match (left_type, right_type) {
+                            (Ok(l), Ok(r)) if l != r => return e.cast_to(&l, schemas[1]),
+                            _ => {}
+                        }
+                    }
+                    Ok(e)
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| SqlError::datafusion(e, self.at))?;
+            let stream = streams[side].clone();
+            let (stream, names) = self.key_columns(stream, exprs)?;
+            streams[side] = stream;
+            keys[side] = names;
+        }
+        let [left_stream, right_stream] = streams;
+        let inputs = [&left_stream, &right_stream].map(|s| s.schema.clone());
+        let join_inputs: Vec<JoinInput> = (0..2)
+            .map(|side| JoinInput {
+                schema: inputs[side].clone(),
+                key: keys[side].clone(),
+                output: stream_names(schemas[side]),
+            })
+            .collect();
+        let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &j.schema));
+        let operator = IntervalJoin::try_new(
+            join_type,
+            IntervalBounds { lower, upper },
+            &join_inputs[0],
+            &join_inputs[1],
+            &stream_names(&j.schema),
+            residual.as_ref(),
+        )
+        .map_err(|e| self.failed(e.to_string()))?;
+        let (mut left_stream, mut right_stream) = (left_stream, right_stream);
+        let parallelism = if keys[0].is_empty() {
+            left_stream.partitioning = Partitioning::Rebalance;
+            right_stream.partitioning = Partitioning::Rebalance;
+            Some(1)
+        } else {
+            left_stream.partitioning = Partitioning::Hash(keys[0].clone());
+            right_stream.partitioning = Partitioning::Hash(keys[1].clone());
+            None
+        };
+        let schema = operator.output_schema();
+        let stream = self
+            .dataflow
+            .join(
+                left_stream,
+                right_stream,
+                "interval_join",
+                schema,
+                parallelism,
+                Arc::new(move |subtask| operator.operator(subtask)),
+            )
+            .map_err(|e| self.failed(e))?;
+        Ok(Planned::append(stream))
+    }
+
+    /// `stream` with a column for each key expression that is not a column
+    /// already; returns the key columns' names.
+    fn key_columns(
+        &mut self,
+        stream: Stream,
+        exprs: Vec<Expr>,
+    ) -> Result<(Stream, Vec<String>), SqlError> {
+        let mut names = Vec::new();
+        let mut computed = Vec::new();
+        for (i, e) in exprs.into_iter().enumerate() {
+            match e {
+                Expr::Column(c) => names.push(c.name),
+                other => {
+                    let name = format!("__join_key_{i}");
+                    computed.push(other.alias(&name));
+                    names.push(name);
+                }
+            }
+        }
+        if computed.is_empty() {
+            return Ok((stream, names));
+        }
+        let mut exprs: Vec<Expr> = stream
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != EVENT_TIME_FIELD)
+            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+            .collect();
+        exprs.extend(computed);
+        let stream = self
+            .dataflow
+            .project(stream, &exprs)
+            .map_err(|e| self.failed(e))?;
+        Ok((stream, names))
+    }
+}
+
+/// A join condition taken apart.
+struct Condition {
+    /// Pairs of equal expressions: [left side's, right side's].
+    keys: Vec<[Expr; 2]>,
+    /// The least and greatest `right time - left time` (ms) the condition allows.
+    lower: Option<i64>,
+    upper: Option<i64>,
+    residual: Vec<Expr>,
+}
+
+impl Condition {
+    fn split(conjuncts: Vec<Expr>, schemas: [&DFSchema; 2], times: [Option<&str>; 2]) -> Self {
+        let mut condition = Condition {
+            keys: Vec::new(),
+            lower: None,
+            upper: None,
+            residual: Vec::new(),
+        };
+        let side_of = |e: &Expr| -> Option<usize> {
+            let columns = e.column_refs();
+            if columns.is_empty() {
+                return None;
+            }
+            (0..2).find(|&s| columns.iter().all(|c| schemas[s].has_column(c)))
+        };
+        let time_term = |e: &Expr| time_term(e, schemas, times);
+        for conjunct in conjuncts {
+            let comparisons: Vec<(Expr, Operator, Expr)> = match &conjunct {
+                Expr::Between(Between {
+                    expr,
+                    negated: false,
+                    low,
+                    high,
+                }) => vec![
+                    (*expr.clone(), Operator::GtEq, *low.clone()),
+                    (*expr.clone(), Operator::LtEq, *high.clone()),
+                ],
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    vec![(*left.clone(), *op, *right.clone())]
+                }
+                _ => Vec::new(),
+            };
+            let bounds: Option<Vec<(Operator, i64)>> = comparisons
+                .iter()
+                .map(|(a, op, b)| {
+                    let ((sa, ca), (sb, cb)) = (time_term(a)?, time_term(b)?);
+                    match (sa, sb) {
+                        // right + ca op left + cb: right - left op cb - ca
+                        (1, 0) => Some((*op, cb.checked_sub(ca)?)),
+                        (0, 1) => Some((flipped(*op)?, ca.checked_sub(cb)?)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if let Some(bounds) = bounds.filter(|b| !b.is_empty()) {
+                if bounds.iter().all(|(op, _)| flipped(*op).is_some()) {
+                    for (op, c) in bounds {
+                        condition.bound(op, c);
+                    }
+                    continue;
+                }
+            }
+            if let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = &conjunct
+            {
+                match (side_of(left), side_of(right)) {
+                    (Some(0), Some(1)) => {
+                        condition.keys.push([*left.clone(), *right.clone()]);
+                        continue;
+                    }
+                    (Some(1), Some(0)) => {
+                        condition.keys.push([*right.clone(), *left.clone()]);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            condition.residual.push(conjunct);
+        }
+        condition
+    }
+
+    /// Narrows the interval by `right - left op c`.
+    fn bound(&mut self, op: Operator, c: i64) {
+        let raise = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |b| b.max(v)));
+        let lower = |b: &mut Option<i64>, v: i64| *b = Some(b.map_or(v, |b| b.min(v)));
+        match op {
+            Operator::GtEq => raise(&mut self.lower, c),
+            Operator::Gt => raise(&mut self.lower, c.saturating_add(1)),
+            Operator::LtEq => lower(&mut self.upper, c),
+            Operator::Lt => lower(&mut self.upper, c.saturating_sub(1)),
+            Operator::Eq => {
+                raise(&mut self.lower, c);
+                lower(&mut self.upper, c);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The comparison with its sides swapped: `a < b` is `b > a`.
+fn flipped(op: Operator) -> Option<Operator> {
+    Some(match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        Operator::Eq => Operator::Eq,
+        _ => return None,
+    })
+}
+
+/// `e` as a side's time attribute plus a fixed number of milliseconds.
+fn time_term(e: &Expr, schemas: [&DFSchema; 2], times: [Option<&str>; 2]) -> Option<(usize, i64)> {
+    match e {
+        Expr::Column(c) => (0..2).find_map(|side| {
+            let index = schemas[side].maybe_index_of_column(c)?;
+            let name = &stream_names(schemas[side])[index];
+            (Some(name.as_str()) == times[side]).then_some((side, 0))
+        }),
+        Expr::Cast(cast) => time_term(&cast.expr, schemas, times),
+        Expr::TryCast(cast) => time_term(&cast.expr, schemas, times),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let term = |e| time_term(e, schemas, times);
+            let ((side, base), ms) = match (term(left), term(right)) {
+                (Some(t), None) => (t, interval_millis(right)?),
+                (None, Some(t)) if *op == Operator::Plus => (t, interval_millis(left)?),
+                _ => return None,
+            };
+            match op {
+                Operator::Plus => Some((side, base.checked_add(ms)?)),
+                Operator::Minus => Some((side, base.checked_sub(ms)?)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A fixed interval literal in milliseconds (no months or years).
+fn interval_millis(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            (v.days as i64 * 86_400_000).checked_add(v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
+        }
+        Expr::Cast(cast) => interval_millis(&cast.expr),
+        _ => None,
+    }
+}
