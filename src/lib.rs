@@ -30,6 +30,7 @@ mod data_stream;
 mod env;
 mod error;
 pub mod jobs;
+mod join;
 pub mod server;
 pub mod typed;
 mod window;
@@ -40,6 +41,7 @@ pub use error::{HeadwaterError, Result};
 pub use headwater_operators as operators;
 pub use headwater_runtime as runtime;
 pub use headwater_sql as sql;
+pub use join::{IntervalJoinBuilder, JoinType};
 pub use typed::{KeyedStream, Stream, TypedReceiver};
 pub use window::WindowedStream;
 
@@ -71,7 +73,8 @@ pub mod prelude {
 
     pub use crate::typed::{FiredTimer, KeyedProcessFunction, ProcessContext, TimeDomain};
     pub use crate::{
-        DataStream, HeadwaterError, KeyedStream, Stream, StreamEnvironment, WindowedStream,
+        DataStream, HeadwaterError, IntervalJoinBuilder, JoinType, KeyedStream, Stream,
+        StreamEnvironment, WindowedStream,
     };
     pub use headwater_runtime::EventTime;
     pub use headwater_runtime::state::{ListState, MapState, StateDescriptor, ValueState};
