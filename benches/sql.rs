@@ -1,6 +1,8 @@
 //! What the SQL path costs: the same pipelines written in SQL (`headwater run`'s
 //! planner) and in the Rust API, over the same JSON-lines file of 1M bids, at
-//! parallelism 1. Prints rows/s of each (best of 3) and the SQL/Rust ratio.
+//! parallelism 1. Prints rows/s of each (best of 3) and the SQL/Rust ratio,
+//! then the rows/s of an interval self-join in SQL (each bid with the bids of
+//! its auction up to 1 s later: itself and the next one).
 //!
 //! Run with `cargo bench --bench sql`.
 
@@ -64,7 +66,8 @@ const TABLE: &str = "CREATE TABLE bids (
 ) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');
 CREATE TABLE sink (auction BIGINT, a BIGINT, b VARCHAR) WITH ('connector' = 'blackhole');
 CREATE TABLE windows (auction BIGINT, window_end TIMESTAMP(3), bids BIGINT, total BIGINT)
-WITH ('connector' = 'blackhole');";
+WITH ('connector' = 'blackhole');
+CREATE TABLE joined (auction BIGINT, a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');";
 
 async fn rust_filter_project(path: &Path) {
     let env = StreamEnvironment::new().with_parallelism(1);
@@ -128,6 +131,10 @@ const SQL_FILTER_PROJECT: &str =
 const SQL_TUMBLE: &str = "INSERT INTO windows SELECT auction, window_end, count(*), sum(price)
 FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND) GROUP BY auction, window_end;";
 
+const SQL_INTERVAL_JOIN: &str = "INSERT INTO joined SELECT a.auction, a.price, b.price
+FROM bids a JOIN bids b ON a.auction = b.auction
+ AND b.date_time BETWEEN a.date_time AND a.date_time + INTERVAL '1' SECOND;";
+
 fn best_of_3<F: std::future::Future<Output = ()>>(
     rt: &tokio::runtime::Runtime,
     run: impl Fn() -> F,
@@ -168,4 +175,8 @@ fn main() {
             100.0 * sql / rust
         );
     }
+    let join = best_of_3(&rt, || sql(&path, SQL_INTERVAL_JOIN));
+    println!(
+        "interval self-join per auction, 1 s (2 output rows per bid): SQL {join:.0} bids/s, parallelism 1"
+    );
 }

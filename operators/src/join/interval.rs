@@ -71,12 +71,12 @@ impl IntervalBounds {
         }
     }
 
-    /// Rows of `side` at or before this time expire at watermark `watermark`.
-    fn expired_up_to(&self, side: usize, watermark: i64) -> i64 {
+    /// The time of the rows of `side` whose expiry is `expiry`.
+    fn row_time(&self, side: usize, expiry: i64) -> i64 {
         if side == 0 {
-            watermark.saturating_sub(self.upper)
+            expiry.saturating_sub(self.upper)
         } else {
-            watermark.saturating_add(self.lower)
+            expiry.saturating_add(self.lower)
         }
     }
 
@@ -421,13 +421,7 @@ impl IntervalJoinOperator {
             }
             let mut write = store.new_batch();
             let mut unmatched: [Vec<StoredRow>; 2] = [Vec::new(), Vec::new()];
-            // A key may have several timers due: its rows expire once (the
-            // deletes are only written after the loop).
-            let mut seen: HashSet<(&[u8], u32, &[u8])> = HashSet::new();
             for timer in &due {
-                if !seen.insert((&timer.namespace, timer.key_group, &timer.key)) {
-                    continue;
-                }
                 let side = match timer.namespace.as_slice() {
                     [0] => 0,
                     [1] => 1,
@@ -437,13 +431,14 @@ impl IntervalJoinOperator {
                         ));
                     }
                 };
-                let up_to = self.spec.bounds.expired_up_to(side, watermark);
+                // The timer of the rows of its key at one time.
+                let time = self.spec.bounds.row_time(side, timer.time);
                 let expired = self.sides[side].expire(
                     store,
                     &mut write,
                     timer.key_group,
                     &timer.key,
-                    up_to,
+                    time,
                 )?;
                 if self.spec.join_type.keeps_unmatched(side) {
                     unmatched[side].extend(expired.into_iter().filter(|r| !r.matched));

@@ -143,25 +143,19 @@ impl SideRows {
         Ok(())
     }
 
-    /// Deletes the rows of `key` with event times up to `to`, and returns them.
+    /// Deletes the rows of `key` at event time `time`, and returns them. A
+    /// row is expired by the timer of its own time: a scan from the key's
+    /// first row would pass the tombstones of every row expired before.
     pub fn expire(
         &mut self,
         store: &KeyedStateStore,
         write: &mut StateWriteBatch,
         key_group: KeyGroup,
         key: &[u8],
-        to: i64,
+        time: i64,
     ) -> Result<Vec<StoredRow>> {
-        key_prefix(key, &mut self.sort_key);
         let mut expired = Vec::new();
-        for item in self.state.scan(store, key_group, &self.sort_key) {
-            let (sort_key, value) = item?;
-            let row = self.read(key.len(), sort_key, value)?;
-            if row.time > to {
-                break;
-            }
-            expired.push(row);
-        }
+        self.range(store, key_group, key, time, time, &mut expired)?;
         for row in &expired {
             self.state.delete(store, write, key_group, &row.sort_key)?;
         }

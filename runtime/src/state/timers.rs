@@ -128,28 +128,33 @@ impl TimerService {
         if self.earliest.is_none_or(|e| e > up_to) || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut due = Vec::new();
+        // The `limit` earliest due timers over all key groups, in a max-heap:
+        // a key group's scan stops at a timer later than all of a full heap,
+        // so each call reads about `limit` timers, not every due one.
+        let mut due: std::collections::BinaryHeap<Timer> = std::collections::BinaryHeap::new();
         let mut earliest_left: Option<i64> = None;
         let mut note_left = |t: i64| earliest_left = Some(earliest_left.map_or(t, |e| e.min(t)));
+        // No timer is before `earliest`: the scan starts there, past the
+        // tombstones of the timers popped before (a queue's front in RocksDB).
+        let from = order_preserving(self.earliest.unwrap_or(i64::MIN)).to_be_bytes();
         for key_group in self.key_groups.as_range() {
-            let mut taken = 0;
-            for item in self.state.scan(store, key_group, &[]) {
+            for item in self.state.scan_from(store, key_group, &[], &from) {
                 let (sort_key, _) = item?;
                 let timer =
                     Timer::decode(key_group, &sort_key).ok_or_else(|| corrupt(&self.name))?;
-                if timer.time > up_to || taken == limit {
+                if timer.time > up_to || (due.len() == limit && due.peek() <= Some(&timer)) {
                     note_left(timer.time);
                     break;
                 }
+                if due.len() == limit
+                    && let Some(evicted) = due.pop()
+                {
+                    note_left(evicted.time);
+                }
                 due.push(timer);
-                taken += 1;
             }
         }
-        due.sort_unstable();
-        if due.len() > limit {
-            note_left(due[limit].time);
-            due.truncate(limit);
-        }
+        let due = due.into_sorted_vec();
         let mut batch = store.new_batch();
         for timer in &due {
             self.delete(store, &mut batch, timer)?;
