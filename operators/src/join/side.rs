@@ -129,10 +129,15 @@ impl SideRows {
         }
         key_prefix(key, &mut self.sort_key);
         let start = order_preserving(from).to_be_bytes();
-        for item in self
-            .state
-            .scan_from(store, key_group, &self.sort_key, &start)
-        {
+        // The scan ends at `to`: RocksDB need not look past it.
+        let until = to.checked_add(1).map(|t| order_preserving(t).to_be_bytes());
+        for item in self.state.scan_from(
+            store,
+            key_group,
+            &self.sort_key,
+            &start,
+            until.as_ref().map(|u| u.as_slice()),
+        ) {
             let (sort_key, value) = item?;
             let row = self.read(key.len(), sort_key, value)?;
             if row.time > to {

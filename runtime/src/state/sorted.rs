@@ -105,22 +105,29 @@ impl SortedState {
     }
 
     /// The entries of `key_group` whose sort key starts with `prefix`, from
-    /// `prefix ++ from` on, in order, as (sort key, value): a range of one
-    /// key's entries, such as its rows after a point in time.
+    /// `prefix ++ from` on, and below `prefix ++ until` if given, in order,
+    /// as (sort key, value): a range of one key's entries, such as its rows
+    /// in a span of time.
     pub fn scan_from<'a>(
         &self,
         store: &'a KeyedStateStore,
         key_group: KeyGroup,
         prefix: &[u8],
         from: &[u8],
+        until: Option<&[u8]>,
     ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + 'a {
         let mut start = Vec::new();
         self.stored(key_group, prefix, &mut start);
         let prefix_len = start.len();
+        let end = until.map(|until| {
+            let mut end = start.clone();
+            end.extend_from_slice(until);
+            end
+        });
         start.extend_from_slice(from);
         let skip = 6;
         store
-            .scan_owned_range(start, prefix_len)
+            .scan_range(start, prefix_len, end)
             .map(move |item| item.map(|(k, v)| (k[skip..].into(), v)))
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DEFAULT_COLUMN_FAMILY_NAME, Direction, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::backend::TemporaryDir;
@@ -201,10 +201,7 @@ impl KeyedStateStore {
         &'a self,
         prefix: &'a [u8],
     ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + 'a {
-        self.db
-            .iterator(IteratorMode::From(prefix, Direction::Forward))
-            .map(|item| item.map_err(|e| self.rocks(e)))
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+        self.scan_range(prefix.to_vec(), prefix.len(), None)
     }
 
     /// Like [`Self::scan_prefix`], owning its prefix.
@@ -212,22 +209,28 @@ impl KeyedStateStore {
         &self,
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + '_ {
-        self.db
-            .iterator(IteratorMode::From(&prefix, Direction::Forward))
-            .map(|item| item.map_err(|e| self.rocks(e)))
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        let len = prefix.len();
+        self.scan_range(prefix, len, None)
     }
 
     /// Every (key, value) from `start` on whose key shares the first
-    /// `prefix_len` bytes of `start`, in key order.
-    pub(crate) fn scan_owned_range(
+    /// `prefix_len` bytes of `start`, and is below `end` if given, in key
+    /// order. RocksDB is told where the scan ends: without it, it would
+    /// walk over every tombstone after the last entry (the deleted entries
+    /// of the next key) to find the first live one past it.
+    pub(crate) fn scan_range(
         &self,
         start: Vec<u8>,
         prefix_len: usize,
+        end: Option<Vec<u8>>,
     ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StateError>> + '_ {
         let prefix = start[..prefix_len.min(start.len())].to_vec();
+        let mut options = ReadOptions::default();
+        if let Some(end) = end.or_else(|| prefix_end(&prefix)) {
+            options.set_iterate_upper_bound(end);
+        }
         self.db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
+            .iterator_opt(IteratorMode::From(&start, Direction::Forward), options)
             .map(|item| item.map_err(|e| self.rocks(e)))
             .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
@@ -369,4 +372,17 @@ impl KeyedStateStore {
         let prop = |name| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
         prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
     }
+}
+
+/// The least key above every key that starts with `prefix`; `None` when
+/// there is none (the prefix is all 0xFF).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

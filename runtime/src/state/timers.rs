@@ -138,7 +138,7 @@ impl TimerService {
         // tombstones of the timers popped before (a queue's front in RocksDB).
         let from = order_preserving(self.earliest.unwrap_or(i64::MIN)).to_be_bytes();
         for key_group in self.key_groups.as_range() {
-            for item in self.state.scan_from(store, key_group, &[], &from) {
+            for item in self.state.scan_from(store, key_group, &[], &from, None) {
                 let (sort_key, _) = item?;
                 let timer =
                     Timer::decode(key_group, &sort_key).ok_or_else(|| corrupt(&self.name))?;
