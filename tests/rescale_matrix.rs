@@ -17,6 +17,7 @@
 //! in the last run (its stores' LOGs show them).
 
 mod common;
+mod rescale_join;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -52,6 +53,8 @@ CREATE TABLE dedup_out (event_id VARCHAR, k_int BIGINT, amount BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/dedup', 'format' = 'json');
 CREATE TABLE join_out (a_id VARCHAR, b_id VARCHAR, k_int BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/join', 'format' = 'json');
+CREATE TABLE window_join_out (a_id VARCHAR, b_id VARCHAR, window_start TIMESTAMP(3))
+WITH ('connector' = 'filesystem', 'path' = 'out/window_join', 'format' = 'json');
 
 INSERT INTO tumble_out
 SELECT k_int, window_start, window_end, count(*), sum(amount)
@@ -83,6 +86,14 @@ SELECT a.event_id, b.event_id, a.k_int
 FROM events a LEFT JOIN events b
   ON a.k_int = b.k_int AND a.k_str = b.k_str AND a.amount % 50 = b.amount % 50
  AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND
+ AND a.event_id <> b.event_id;
+
+INSERT INTO window_join_out
+SELECT a.event_id, b.event_id, a.window_start
+FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) a
+JOIN TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) b
+  ON a.k_int = b.k_int AND a.k_str = b.k_str AND a.amount % 10 = b.amount % 10
+ AND a.window_start = b.window_start AND a.window_end = b.window_end
  AND a.event_id <> b.event_id;
 
 CREATE MATERIALIZED VIEW totals AS
@@ -295,16 +306,24 @@ fn start(dir: &Path, parallelism: usize, run: usize) -> Job {
 }
 
 fn committed_files(dir: &Path) -> usize {
-    ["tumble", "hop", "cumulate", "session", "dedup", "join"]
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_dir(dir.join("out").join(p))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
-        .count()
+    [
+        "tumble",
+        "hop",
+        "cumulate",
+        "session",
+        "dedup",
+        "join",
+        "window_join",
+    ]
+    .iter()
+    .flat_map(|p| {
+        std::fs::read_dir(dir.join("out").join(p))
+            .into_iter()
+            .flatten()
+            .flatten()
+    })
+    .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+    .count()
 }
 
 /// Runs the job at each parallelism in turn, killing every run but the last
@@ -426,61 +445,8 @@ fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
         got == expected,
         "{scenario} dedup: rows differ from the reference"
     );
-    check_join(dir, events, late, scenario);
-}
-
-/// The left interval join against a plain-Rust nested loop: each delivery
-/// of an on-time event with every on-time delivery of another event with
-/// its keys up to 1 s later, or alone (a NULL) if there is none. A late
-/// event (a day behind) joins nothing, and comes out alone at once.
-fn check_join(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
-    let key = |e: &Event| (e.k_int, e.k_str, e.amount % 50);
-    let mut by_key: HashMap<(i64, &str, i64), Vec<&Event>> = HashMap::new();
-    for e in events.iter().filter(|e| !late.contains(&e.id)) {
-        by_key.entry(key(e)).or_default().push(e);
-    }
-    let mut expected: Vec<String> = Vec::new();
-    for a in events {
-        let before = expected.len();
-        if !late.contains(&a.id) {
-            for b in &by_key[&key(a)] {
-                if b.ts >= a.ts && b.ts <= a.ts + 1000 && b.id != a.id {
-                    expected.push(format!("{}|{}|{}", a.id, b.id, a.k_int));
-                }
-            }
-        }
-        if expected.len() == before {
-            expected.push(format!("{}|null|{}", a.id, a.k_int));
-        }
-    }
-    expected.sort();
-    let mut got: Vec<String> = common::committed_rows(&dir.join("out/join"))
-        .iter()
-        .map(|line| {
-            let row: Value = serde_json::from_str(line).unwrap();
-            format!(
-                "{}|{}|{}",
-                row["a_id"].as_str().unwrap(),
-                row["b_id"].as_str().unwrap_or("null"),
-                row["k_int"]
-            )
-        })
-        .collect();
-    got.sort();
-    let matched = expected.iter().filter(|r| !r.contains("|null|")).count();
-    assert!(
-        matched > 1000,
-        "{scenario} join: only {matched} joined rows"
-    );
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "{scenario} join: rows lost or duplicated"
-    );
-    assert!(
-        got == expected,
-        "{scenario} join: rows differ from the reference"
-    );
+    rescale_join::check_join(dir, events, late, scenario);
+    rescale_join::check_window_join(dir, events, late, scenario);
 }
 
 #[test]

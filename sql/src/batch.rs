@@ -4,17 +4,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array,
-};
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::compute::take;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Result as DfResult, exec_err, not_impl_err};
+use datafusion::common::{Result as DfResult, not_impl_err};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use headwater_operators::window::WindowKind;
+use headwater_operators::window::{self, WindowKind, millis};
 
 use crate::catalog::WindowedTable;
 
@@ -44,56 +41,19 @@ fn assign_windows(table: &WindowedTable, batch: &RecordBatch) -> DfResult<Record
     let time = batch
         .column_by_name(&table.time_column)
         .ok_or_else(|| datafusion::common::DataFusionError::Plan("no time column".into()))?;
-    let time = match time.data_type() {
-        DataType::Timestamp(_, _) => cast(
-            &cast(time, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
-            &DataType::Int64,
-        )?,
-        _ => cast(time, &DataType::Int64)?,
+    let external = |e: headwater_operators::OperatorError| {
+        datafusion::common::DataFusionError::External(Box::new(e))
     };
-    let time = time
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .expect("cast to Int64");
-    let (mut rows, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
-    let mut push = |row: usize, start: i64, end: i64| {
-        rows.push(row as u32);
-        starts.push(start);
-        ends.push(end);
-    };
-    for (row, t) in time.iter().enumerate() {
-        let Some(t) = t else { continue };
-        match table.kind {
-            WindowKind::Tumbling { size } => {
-                let start = t - t.rem_euclid(size);
-                push(row, start, start + size);
-            }
-            WindowKind::Hopping { size, slide } => {
-                let mut start = t - t.rem_euclid(slide);
-                while start > t - size {
-                    push(row, start, start + size);
-                    start -= slide;
-                }
-            }
-            WindowKind::Cumulating { step, max_size } => {
-                let base = t - t.rem_euclid(max_size);
-                let mut end = t - t.rem_euclid(step) + step;
-                while end <= base + max_size {
-                    push(row, base, end);
-                    end += step;
-                }
-            }
-            WindowKind::Session { .. } => return exec_err!("no batch SESSION"),
-        }
-    }
-    let indices = UInt32Array::from(rows);
+    let time = millis(time).map_err(external)?;
+    let windows = window::assign_windows(table.kind, time.iter()).map_err(external)?;
+    let indices = UInt32Array::from(windows.rows);
     let mut columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
         .map(|c| take(c, &indices, None))
         .collect::<Result<_, _>>()?;
-    columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
-    columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
+    columns.push(Arc::new(TimestampMillisecondArray::from(windows.starts)));
+    columns.push(Arc::new(TimestampMillisecondArray::from(windows.ends)));
     Ok(RecordBatch::try_new(table.schema.clone(), columns)?)
 }
 

@@ -19,23 +19,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
-    new_null_array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{filter_record_batch, take};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::PhysicalExpr;
 use headwater_runtime::state::{Timer, TimerService};
-use headwater_runtime::time::{event_time_column, event_time_field};
+use headwater_runtime::time::event_time_column;
 use headwater_runtime::{BoxError, Collector, EventTime, Operator, OperatorContext, SubtaskInfo};
 
+use super::output::JoinOutput;
 use super::side::{SideRows, StoredRow};
 use super::{JoinInput, JoinType, ResolvedInput};
 use crate::error::{OperatorError, Result};
-use crate::transform::expr::plan_expr;
 use crate::window::keys::{GroupKeys, KeyCodec};
 
 /// How far apart in event time joined rows may be: `right.time - left.time`
@@ -90,12 +87,8 @@ impl IntervalBounds {
 /// each input on its key.
 #[derive(Clone)]
 pub struct IntervalJoin {
-    join_type: JoinType,
     bounds: IntervalBounds,
-    inputs: [ResolvedInput; 2],
-    output: SchemaRef,
-    /// Evaluated on each joined row (of the output schema).
-    residual: Option<Arc<dyn PhysicalExpr>>,
+    output: JoinOutput,
 }
 
 impl IntervalJoin {
@@ -116,85 +109,14 @@ impl IntervalJoin {
                 bounds.lower, bounds.upper
             )));
         }
-        let inputs = [left.resolve("left")?, right.resolve("right")?];
-        if inputs[0].key_fields.len() != inputs[1].key_fields.len()
-            || inputs[0].key_fields.is_empty()
-        {
-            return Err(OperatorError::Config(
-                "an interval join needs equal keys on both sides (a.k = b.k)".into(),
-            ));
-        }
-        for (l, r) in inputs[0].key_fields.iter().zip(&inputs[1].key_fields) {
-            if l.data_type() != r.data_type() {
-                return Err(OperatorError::Config(format!(
-                    "join keys `{}` ({}) and `{}` ({}) have different types",
-                    l.name(),
-                    l.data_type(),
-                    r.name(),
-                    r.data_type()
-                )));
-            }
-        }
-        let fields: Vec<_> = inputs
-            .iter()
-            .enumerate()
-            .flat_map(|(side, input)| {
-                let nullable = join_type.keeps_unmatched(1 - side);
-                input
-                    .output_fields
-                    .iter()
-                    .map(move |f| (f, f.is_nullable() || nullable))
-            })
-            .collect();
-        if fields.len() != names.len() {
-            return Err(OperatorError::Config(format!(
-                "the join makes {} columns, and {} names were given",
-                fields.len(),
-                names.len()
-            )));
-        }
-        let mut columns: Vec<Field> = fields
-            .iter()
-            .zip(names)
-            .map(|((f, nullable), name)| Field::new(name, f.data_type().clone(), *nullable))
-            .collect();
-        columns.push(event_time_field().as_ref().clone());
-        let output = Arc::new(Schema::new(columns));
-        let residual = match residual {
-            Some(expr) => Some(plan_expr(expr, &output)?.expr),
-            None => None,
-        };
-        Ok(IntervalJoin {
-            join_type,
-            bounds,
-            inputs,
-            output,
-            residual,
-        })
+        let output =
+            JoinOutput::try_new("an interval join", join_type, left, right, names, residual)?;
+        Ok(IntervalJoin { bounds, output })
     }
 
     /// The joined rows' columns and the event time.
     pub fn output_schema(&self) -> SchemaRef {
-        self.output.clone()
-    }
-
-    /// Rows of `side` with NULLs for the other side's columns.
-    fn padded(&self, side: usize, own: Vec<ArrayRef>, times: ArrayRef) -> Result<RecordBatch> {
-        let len = times.len();
-        let nulls: Vec<ArrayRef> = self.inputs[1 - side]
-            .output_fields
-            .iter()
-            .map(|f| new_null_array(f.data_type(), len))
-            .collect();
-        let (left, right) = if side == 0 {
-            (own, nulls)
-        } else {
-            (nulls, own)
-        };
-        let mut columns = left;
-        columns.extend(right);
-        columns.push(times);
-        Ok(RecordBatch::try_new(self.output.clone(), columns)?)
+        self.output.schema.clone()
     }
 
     /// The operator of one subtask.
@@ -202,6 +124,7 @@ impl IntervalJoin {
         &self,
         subtask: &SubtaskInfo,
     ) -> std::result::Result<Box<dyn Operator>, BoxError> {
+        let inputs = &self.output.inputs;
         let codec = |input: &ResolvedInput| {
             KeyCodec::new(
                 input.key_columns.clone(),
@@ -210,10 +133,10 @@ impl IntervalJoin {
             )
         };
         Ok(Box::new(IntervalJoinOperator {
-            keys: [codec(&self.inputs[0])?, codec(&self.inputs[1])?],
+            keys: [codec(&inputs[0])?, codec(&inputs[1])?],
             sides: [
-                SideRows::new("interval-join.left", &self.inputs[0].output_fields)?,
-                SideRows::new("interval-join.right", &self.inputs[1].output_fields)?,
+                SideRows::new("interval-join.left", &inputs[0].output_fields)?,
+                SideRows::new("interval-join.right", &inputs[1].output_fields)?,
             ],
             timers: None,
             spec: self.clone(),
@@ -240,25 +163,24 @@ impl IntervalJoinOperator {
         let other = 1 - side;
         let n = batch.num_rows();
         let watermark = ctx.current_watermark.map_or(i64::MIN, |w| w.0);
-        let input = &self.spec.inputs[side];
+        let input = &self.spec.output.inputs[side];
         let keys = self.keys[side].keys(batch)?;
         let times = event_time_column(batch)?;
-        let joinable: Vec<bool> = (0..n)
-            .map(|i| {
-                times.is_valid(i)
-                    && input
-                        .key_columns
-                        .iter()
-                        .all(|&c| batch.column(c).is_valid(i))
-            })
-            .collect();
+        // A row with a NULL key (or time) joins nothing.
+        let nulls = input
+            .key_columns
+            .iter()
+            .fold(times.nulls().cloned(), |nulls, &c| {
+                NullBuffer::union(nulls.as_ref(), batch.column(c).nulls())
+            });
+        let joinable = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
         let store = ctx.keyed_state()?;
         let mut out = Vec::new();
 
         // Match each row with the other side's rows of its key and time range.
         let mut probes: Vec<u32> = Vec::new();
         let mut found: Vec<StoredRow> = Vec::new();
-        for i in (0..n).filter(|&i| joinable[i]) {
+        for i in (0..n).filter(|&i| joinable(i)) {
             let (from, to) = self.spec.bounds.other_range(side, times.value(i));
             let before = found.len();
             self.sides[other].range(
@@ -275,8 +197,8 @@ impl IntervalJoinOperator {
         let mut write = store.new_batch();
         if !found.is_empty() {
             let pairs = self.pairs(side, batch, &probes, &found)?;
-            let passed = self.residual(&pairs)?;
-            let mark_other = self.spec.join_type.keeps_unmatched(other);
+            let passed = self.spec.output.residual(&pairs)?;
+            let mark_other = self.spec.output.join_type.keeps_unmatched(other);
             let mut marked: HashSet<&[u8]> = HashSet::new();
             for (j, row) in found.iter().enumerate() {
                 if !passed.value(j) {
@@ -301,13 +223,13 @@ impl IntervalJoinOperator {
             .map(|&c| batch.column(c).clone())
             .collect();
         let rows = self.sides[side].encode(&own)?;
-        let keep_unmatched = self.spec.join_type.keeps_unmatched(side);
+        let keep_unmatched = self.spec.output.join_type.keeps_unmatched(side);
         let mut unmatched: Vec<u32> = Vec::new();
         let mut timer_keys = GroupKeys::new();
         let mut timers: HashSet<(usize, i64)> = HashSet::new();
         let timer_service = self.timers.as_mut().expect("opened");
         for i in 0..n {
-            if !joinable[i] {
+            if !joinable(i) {
                 if keep_unmatched {
                     unmatched.push(i as u32);
                 }
@@ -353,7 +275,7 @@ impl IntervalJoinOperator {
                 .map(|c| take(c, &indices, None))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let own_times = take(times, &indices, None)?;
-            out.push(self.spec.padded(side, own, own_times)?);
+            out.push(self.spec.output.padded(side, own, own_times)?);
         }
         Ok(out)
     }
@@ -368,7 +290,7 @@ impl IntervalJoinOperator {
         found: &[StoredRow],
     ) -> Result<RecordBatch> {
         let indices = UInt32Array::from(probes.to_vec());
-        let probe_columns = self.spec.inputs[side]
+        let probe_columns = self.spec.output.inputs[side]
             .output_columns
             .iter()
             .map(|&c| take(batch.column(c), &indices, None))
@@ -387,25 +309,7 @@ impl IntervalJoinOperator {
         } else {
             (found_columns, probe_columns)
         };
-        let mut columns = left;
-        columns.extend(right);
-        columns.push(Arc::new(times));
-        Ok(RecordBatch::try_new(self.spec.output.clone(), columns)?)
-    }
-
-    /// Which joined rows pass the residual predicate (NULL does not).
-    fn residual(&self, pairs: &RecordBatch) -> Result<BooleanArray> {
-        let Some(predicate) = &self.spec.residual else {
-            return Ok(BooleanArray::from(vec![true; pairs.num_rows()]));
-        };
-        let value = predicate.evaluate(pairs)?.into_array(pairs.num_rows())?;
-        let mask = value
-            .as_boolean_opt()
-            .ok_or_else(|| OperatorError::Config("the join condition is not a boolean".into()))?;
-        Ok(match mask.nulls() {
-            Some(_) => mask.iter().map(|v| Some(v == Some(true))).collect(),
-            None => mask.clone(),
-        })
+        self.spec.output.joined(left, right, Arc::new(times))
     }
 
     /// Deletes the rows the watermark has passed; returns the unmatched
@@ -440,7 +344,7 @@ impl IntervalJoinOperator {
                     &timer.key,
                     time,
                 )?;
-                if self.spec.join_type.keeps_unmatched(side) {
+                if self.spec.output.join_type.keeps_unmatched(side) {
                     unmatched[side].extend(expired.into_iter().filter(|r| !r.matched));
                 }
             }
@@ -451,7 +355,7 @@ impl IntervalJoinOperator {
                 }
                 let own = self.sides[side].decode(rows.iter().map(StoredRow::row))?;
                 let times: TimestampMillisecondArray = rows.iter().map(|r| Some(r.time)).collect();
-                out.push(self.spec.padded(side, own, Arc::new(times))?);
+                out.push(self.spec.output.padded(side, own, Arc::new(times))?);
             }
         }
     }

@@ -3,9 +3,12 @@
 //! one subtask, and its state lives in that key's key group.
 
 mod interval;
+mod output;
 mod side;
+mod window;
 
 pub use interval::{IntervalBounds, IntervalJoin};
+pub use window::WindowJoin;
 
 use arrow::datatypes::{FieldRef, SchemaRef};
 use headwater_runtime::EVENT_TIME_FIELD;

@@ -10,6 +10,7 @@
 //! [`LATE_OUTPUT`] side output, counted in the `late_rows` counter.
 
 mod aggregate;
+mod assign;
 mod fired;
 pub(crate) mod keys;
 mod output;
@@ -26,6 +27,7 @@ use datafusion::logical_expr::Expr;
 use headwater_runtime::{BoxError, Operator, SubtaskInfo};
 
 pub use aggregate::{Accumulators, AggregateInputs, AggregatePlan, StateRowCodec};
+pub use assign::{AssignedWindows, WindowAssigner, assign_windows, millis};
 pub use output::{WINDOW_END, WINDOW_START, output_schema};
 pub use spec::{Cumulating, Hopping, Session, Slicer, Tumbling, WindowKind};
 

@@ -1,22 +1,24 @@
 //! Joins of two streams. A join whose condition bounds the two tables'
 //! event times against each other (`b.ts BETWEEN a.ts - INTERVAL '1' MINUTE
 //! AND a.ts`) is an interval join, as in Flink: its state is bounded by the
-//! watermarks. The condition is split into equal keys (the exchange and the
-//! state key), the time interval, and a residual predicate on joined rows.
+//! watermarks. A join of two windowed streams on equal windows
+//! (`a.window_start = b.window_start AND a.window_end = b.window_end`) is a
+//! window join. The condition is split into equal keys (the exchange and the
+//! state key), the time interval or the windows, and a residual predicate on
+//! joined rows.
 
 use std::sync::Arc;
 
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, ExprSchemable, Join, JoinType as PlanJoinType, Operator,
 };
-use headwater_operators::join::{IntervalBounds, IntervalJoin, JoinInput, JoinType};
-use headwater_runtime::{EVENT_TIME_FIELD, Partitioning};
+use headwater_operators::join::{IntervalBounds, IntervalJoin, JoinInput, JoinType, WindowJoin};
+use headwater_runtime::graph::OperatorFactory;
 
 use super::columns::{stream_expr, stream_names};
-use super::dataflow::Stream;
-use super::query::{Planned, QueryPlanner};
+use super::query::{Planned, QueryPlanner, WindowColumns, by_key};
 use crate::error::SqlError;
 
 impl QueryPlanner<'_> {
@@ -33,14 +35,10 @@ impl QueryPlanner<'_> {
             }
         };
         let left = self.plan(&j.left)?;
+        let left = self.materialize(left)?;
         let right = self.plan(&j.right)?;
+        let right = self.materialize(right)?;
         for input in [&left, &right] {
-            if input.window.is_some() {
-                return Err(self.unsupported(
-                    "a join of window functions (a window join) is not supported yet; \
-                     aggregate each window first",
-                ));
-            }
             if input.updating {
                 return Err(self.unsupported(
                     "a join of an updating query (an aggregate, keep-last deduplication or an \
@@ -55,16 +53,33 @@ impl QueryPlanner<'_> {
 
         let schemas = [j.left.schema().as_ref(), j.right.schema().as_ref()];
         let times = [left.time.as_deref(), right.time.as_deref()];
-        let condition = Condition::split(conjuncts, schemas, times);
-        let (Some(lower), Some(upper)) = (condition.lower, condition.upper) else {
-            return Err(self.unsupported(
-                "a join of two streams needs a time interval between their event times \
-                 (the tables' WATERMARK columns), such as `b.ts BETWEEN a.ts - INTERVAL '1' \
-                 MINUTE AND a.ts + INTERVAL '1' MINUTE`: an interval join. Joins without one \
-                 are not supported yet",
-            ));
+        let mut condition = Condition::split(conjuncts, schemas, times);
+        let window = match (&left.bounds, &right.bounds) {
+            (Some(l), Some(r)) => condition.take_window([l, r], schemas),
+            _ => None,
         };
-        if lower > upper {
+        let kind = match (window, condition.lower, condition.upper) {
+            (Some(bounds), _, _) => Matched::Windows(bounds),
+            (None, Some(lower), Some(upper)) => Matched::Interval(IntervalBounds { lower, upper }),
+            _ if left.bounds.is_some() && right.bounds.is_some() => {
+                return Err(self.unsupported(
+                    "a join of two windowed streams (a window join) needs their windows equal: \
+                     `a.window_start = b.window_start AND a.window_end = b.window_end`",
+                ));
+            }
+            _ => {
+                return Err(self.unsupported(
+                    "a join of two streams needs a time interval between their event times \
+                     (the tables' WATERMARK columns), such as `b.ts BETWEEN a.ts - INTERVAL '1' \
+                     MINUTE AND a.ts + INTERVAL '1' MINUTE`: an interval join, or equal windows \
+                     (`a.window_start = b.window_start AND a.window_end = b.window_end` of two \
+                     window functions): a window join. Other joins are not supported yet",
+                ));
+            }
+        };
+        if let Matched::Interval(IntervalBounds { lower, upper }) = kind
+            && lower > upper
+        {
             return Err(self.unsupported(format!(
                 "the join's time interval is empty: the right time minus the left is at least \
                  {lower} ms and at most {upper} ms"
@@ -92,12 +107,20 @@ impl QueryPlanner<'_> {
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e| SqlError::datafusion(e, self.at))?;
-            let stream = streams[side].clone();
-            let (stream, names) = self.key_columns(stream, exprs)?;
+            let named = exprs
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (e, format!("__join_key_{i}")))
+                .collect();
+            let (stream, mut names) = self.key_columns(streams[side].clone(), named)?;
+            // A window join's rows meet per key and window.
+            if let Matched::Windows(bounds) = &kind {
+                names.push(bounds[side].start.clone());
+            }
             streams[side] = stream;
             keys[side] = names;
         }
-        let [left_stream, right_stream] = streams;
+        let [mut left_stream, mut right_stream] = streams;
         let inputs = [&left_stream, &right_stream].map(|s| s.schema.clone());
         let join_inputs: Vec<JoinInput> = (0..2)
             .map(|side| JoinInput {
@@ -107,76 +130,65 @@ impl QueryPlanner<'_> {
             })
             .collect();
         let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &j.schema));
-        let operator = IntervalJoin::try_new(
-            join_type,
-            IntervalBounds { lower, upper },
-            &join_inputs[0],
-            &join_inputs[1],
-            &stream_names(&j.schema),
-            residual.as_ref(),
-        )
-        .map_err(|e| self.failed(e.to_string()))?;
-        let (mut left_stream, mut right_stream) = (left_stream, right_stream);
-        let parallelism = if keys[0].is_empty() {
-            left_stream.partitioning = Partitioning::Rebalance;
-            right_stream.partitioning = Partitioning::Rebalance;
-            Some(1)
-        } else {
-            left_stream.partitioning = Partitioning::Hash(keys[0].clone());
-            right_stream.partitioning = Partitioning::Hash(keys[1].clone());
-            None
+        let names = stream_names(&j.schema);
+        let (name, schema, factory): (_, _, OperatorFactory) = match kind {
+            Matched::Windows(bounds) => {
+                let operator = WindowJoin::try_new(
+                    join_type,
+                    &join_inputs[0],
+                    &join_inputs[1],
+                    [&bounds[0].end, &bounds[1].end],
+                    &names,
+                    residual.as_ref(),
+                )
+                .map_err(|e| self.failed(e.to_string()))?;
+                let schema = operator.output_schema();
+                (
+                    "window_join",
+                    schema,
+                    Arc::new(move |subtask| operator.operator(subtask)),
+                )
+            }
+            Matched::Interval(bounds) => {
+                let operator = IntervalJoin::try_new(
+                    join_type,
+                    bounds,
+                    &join_inputs[0],
+                    &join_inputs[1],
+                    &names,
+                    residual.as_ref(),
+                )
+                .map_err(|e| self.failed(e.to_string()))?;
+                let schema = operator.output_schema();
+                (
+                    "interval_join",
+                    schema,
+                    Arc::new(move |subtask| operator.operator(subtask)),
+                )
+            }
         };
-        let schema = operator.output_schema();
+        // Without keys, one subtask sees every row (as in Flink).
+        let parallelism = by_key(&mut left_stream, &keys[0]);
+        by_key(&mut right_stream, &keys[1]);
         let stream = self
             .dataflow
             .join(
                 left_stream,
                 right_stream,
-                "interval_join",
+                name,
                 schema,
                 parallelism,
-                Arc::new(move |subtask| operator.operator(subtask)),
+                factory,
             )
             .map_err(|e| self.failed(e))?;
         Ok(Planned::append(stream))
     }
+}
 
-    /// `stream` with a column for each key expression that is not a column
-    /// already; returns the key columns' names.
-    fn key_columns(
-        &mut self,
-        stream: Stream,
-        exprs: Vec<Expr>,
-    ) -> Result<(Stream, Vec<String>), SqlError> {
-        let mut names = Vec::new();
-        let mut computed = Vec::new();
-        for (i, e) in exprs.into_iter().enumerate() {
-            match e {
-                Expr::Column(c) => names.push(c.name),
-                other => {
-                    let name = format!("__join_key_{i}");
-                    computed.push(other.alias(&name));
-                    names.push(name);
-                }
-            }
-        }
-        if computed.is_empty() {
-            return Ok((stream, names));
-        }
-        let mut exprs: Vec<Expr> = stream
-            .schema
-            .fields()
-            .iter()
-            .filter(|f| f.name() != EVENT_TIME_FIELD)
-            .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-            .collect();
-        exprs.extend(computed);
-        let stream = self
-            .dataflow
-            .project(stream, &exprs)
-            .map_err(|e| self.failed(e))?;
-        Ok((stream, names))
-    }
+/// What bounds a join's state: windows or a time interval.
+enum Matched {
+    Windows([WindowColumns; 2]),
+    Interval(IntervalBounds),
 }
 
 /// A join condition taken apart.
@@ -262,6 +274,31 @@ impl Condition {
             condition.residual.push(conjunct);
         }
         condition
+    }
+
+    /// Takes the equalities of both sides' window starts and ends out of
+    /// the keys: if both are there, the join is a window join of `bounds`.
+    fn take_window(
+        &mut self,
+        bounds: [&WindowColumns; 2],
+        schemas: [&DFSchema; 2],
+    ) -> Option<[WindowColumns; 2]> {
+        let column = |e: &Expr, side: usize| match stream_expr(e, schemas[side]) {
+            Expr::Column(c) => Some(c.name),
+            _ => None,
+        };
+        let position = |pick: fn(&WindowColumns) -> &String| {
+            self.keys.iter().position(|[l, r]| {
+                column(l, 0).as_ref() == Some(pick(bounds[0]))
+                    && column(r, 1).as_ref() == Some(pick(bounds[1]))
+            })
+        };
+        let start = position(|b| &b.start)?;
+        let end = position(|b| &b.end)?;
+        for i in [start.max(end), start.min(end)] {
+            self.keys.remove(i);
+        }
+        Some(bounds.map(WindowColumns::clone))
     }
 
     /// Narrows the interval by `right - left op c`.

@@ -10,6 +10,7 @@ mod join;
 mod named_views;
 mod options;
 mod query;
+mod windowing;
 
 pub(crate) use named_views::create_view;
 pub use options::{SqlJob, SqlOptions};

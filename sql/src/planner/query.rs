@@ -17,6 +17,7 @@ use super::columns::{
     change_column, mentions_window_bounds, named, plan_columns, stream_expr, stream_names,
 };
 use super::dataflow::{Dataflow, Stream};
+pub(super) use super::windowing::{PendingWindow, WindowColumns};
 use crate::catalog::{DeclaredTable, WindowedTable, downcast};
 use crate::connectors;
 use crate::error::{Position, SqlError};
@@ -32,6 +33,9 @@ pub(super) struct Planned {
     /// The column that holds each row's event time (a table's WATERMARK
     /// column, as long as it is selected as it is): a time attribute.
     pub time: Option<String>,
+    /// The columns of the window each row is in: the stream is cut into
+    /// windows (by a window function, or as a window aggregate's results).
+    pub bounds: Option<WindowColumns>,
 }
 
 impl Planned {
@@ -42,6 +46,7 @@ impl Planned {
             updating: false,
             key: None,
             time: None,
+            bounds: None,
         }
     }
 }
@@ -53,28 +58,19 @@ pub(super) struct QueryStream {
     pub key: Option<Vec<String>>,
 }
 
-pub(super) struct PendingWindow {
-    kind: WindowKind,
-}
-
 /// Plans `plan` into `dataflow`; errors are placed at `at` (the statement).
 pub(super) fn plan_query(
     dataflow: &mut Dataflow,
     plan: &LogicalPlan,
     at: Position,
 ) -> Result<QueryStream, SqlError> {
-    let planned = QueryPlanner {
+    let mut planner = QueryPlanner {
         dataflow,
         at,
         first_rows: Vec::new(),
-    }
-    .plan(plan)?;
-    if planned.window.is_some() {
-        return Err(SqlError::unsupported(
-            at,
-            "a window function (TUMBLE, HOP, SESSION, CUMULATE) needs a GROUP BY window_start, window_end",
-        ));
-    }
+    };
+    let planned = planner.plan(plan)?;
+    let planned = planner.materialize(planned)?;
     Ok(QueryStream {
         stream: planned.stream,
         updating: planned.updating,
@@ -104,12 +100,7 @@ impl QueryPlanner<'_> {
             LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
             LogicalPlan::Projection(p) => {
                 let input = self.plan(&p.input)?;
-                if input.window.is_some() {
-                    return Err(self.unsupported(
-                        "between a window function and its GROUP BY only WHERE may come; \
-                         GROUP BY window_start, window_end directly",
-                    ));
-                }
+                let input = self.materialize(input)?;
                 let mut exprs = named(&p.expr, p.input.schema(), &stream_names(&p.schema));
                 if input.updating {
                     exprs.push(change_column());
@@ -130,6 +121,13 @@ impl QueryPlanner<'_> {
                     .as_ref()
                     .and_then(|key| key.iter().map(selected).collect::<Option<Vec<String>>>());
                 let time = input.time.as_ref().and_then(selected);
+                let bounds = input.bounds.as_ref().and_then(|b| {
+                    Some(WindowColumns {
+                        start: selected(&b.start)?,
+                        end: selected(&b.end)?,
+                        assigned: b.assigned,
+                    })
+                });
                 let stream = self
                     .dataflow
                     .project(input.stream, &exprs)
@@ -140,6 +138,7 @@ impl QueryPlanner<'_> {
                     updating: input.updating,
                     key,
                     time,
+                    bounds,
                 })
             }
             LogicalPlan::Filter(f) => {
@@ -171,6 +170,7 @@ impl QueryPlanner<'_> {
                     updating: input.updating,
                     key: input.key,
                     time: input.time,
+                    bounds: input.bounds,
                 })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
@@ -178,11 +178,7 @@ impl QueryPlanner<'_> {
                 let mut inputs = Vec::new();
                 for input in &u.inputs {
                     let p = self.plan(input)?;
-                    if p.window.is_some() {
-                        return Err(
-                            self.unsupported("a union of windowed tables needs its GROUP BY first")
-                        );
-                    }
+                    let p = self.materialize(p)?;
                     if p.updating {
                         return Err(
                             self.unsupported("a UNION of updating queries is not supported yet")
@@ -367,6 +363,7 @@ impl QueryPlanner<'_> {
             updating: upsert,
             key,
             time,
+            bounds: None,
         })
     }
 
@@ -378,6 +375,18 @@ impl QueryPlanner<'_> {
             ));
         }
         let Some(window) = input.window else {
+            let over_bounds = input.bounds.as_ref().is_some_and(|b| {
+                b.assigned
+                    && a.group_expr.iter().any(|e| {
+                        matches!(stream_expr(e, a.input.schema()), Expr::Column(c) if c.name == b.start || c.name == b.end)
+                    })
+            });
+            if over_bounds {
+                return Err(self.unsupported(
+                    "between a window function and its GROUP BY only WHERE may come; \
+                     GROUP BY window_start, window_end directly",
+                ));
+            }
             return self.updating_aggregate(a, input.stream);
         };
         let has_bounds = a.group_expr.iter().any(|e| {
@@ -423,14 +432,28 @@ impl QueryPlanner<'_> {
             .dataflow
             .project(windows, &columns)
             .map_err(|e| self.failed(e))?;
-        let key = Some(stream_names(&a.schema)[..groups].to_vec());
+        let names = stream_names(&a.schema);
+        let bound = |bound: &str| {
+            a.group_expr.iter().zip(&names).find_map(|(e, name)| {
+                matches!(stream_expr(e, a.input.schema()), Expr::Column(c) if c.name == bound)
+                    .then(|| name.clone())
+            })
+        };
+        let bounds = bound("window_start")
+            .zip(bound("window_end"))
+            .map(|(start, end)| WindowColumns {
+                start,
+                end,
+                assigned: false,
+            });
+        let key = Some(names[..groups].to_vec());
         Ok(Planned {
             key,
+            bounds,
             ..Planned::append(stream)
         })
     }
 
-    /// `GROUP BY` without a window: a changelog of each key's results.
     /// The key columns of `a`'s GROUP BY. An expression (`date_bin(..)`,
     /// `lower(name)`) is computed first into a column named as the
     /// aggregate's output calls it.
@@ -439,21 +462,35 @@ impl QueryPlanner<'_> {
         a: &Aggregate,
         stream: Stream,
     ) -> Result<(Stream, Vec<String>), SqlError> {
-        let mut keys = Vec::new();
+        let keys = a
+            .group_expr
+            .iter()
+            .zip(stream_names(&a.schema))
+            .map(|(e, name)| (stream_expr(e, a.input.schema()), name))
+            .collect();
+        self.key_columns(stream, keys)
+    }
+
+    /// `stream` with a column for each key expression that is not a column
+    /// already, named as given; returns the key columns' names.
+    pub(super) fn key_columns(
+        &mut self,
+        stream: Stream,
+        keys: Vec<(Expr, String)>,
+    ) -> Result<(Stream, Vec<String>), SqlError> {
+        let mut names = Vec::new();
         let mut computed = Vec::new();
-        let names = stream_names(&a.schema);
-        for (i, e) in a.group_expr.iter().enumerate() {
-            match stream_expr(e, a.input.schema()) {
-                Expr::Column(c) => keys.push(c.name),
+        for (e, name) in keys {
+            match e {
+                Expr::Column(c) => names.push(c.name),
                 other => {
-                    let name = names[i].clone();
                     computed.push(other.alias(&name));
-                    keys.push(name);
+                    names.push(name);
                 }
             }
         }
         if computed.is_empty() {
-            return Ok((stream, keys));
+            return Ok((stream, names));
         }
         let mut exprs: Vec<Expr> = stream
             .schema
@@ -467,7 +504,7 @@ impl QueryPlanner<'_> {
             .dataflow
             .project(stream, &exprs)
             .map_err(|e| self.failed(e))?;
-        Ok((stream, keys))
+        Ok((stream, names))
     }
 
     /// Upserts by `key` made into a changelog: `+I`, `-U`/`+U`, `-D`.
@@ -521,6 +558,7 @@ impl QueryPlanner<'_> {
             updating: true,
             key,
             time: None,
+            bounds: None,
         })
     }
 }
