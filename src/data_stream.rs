@@ -140,11 +140,15 @@ impl DataStream {
                 )));
             }
         }
-        let schema = self.schema.clone();
+        let schemas: Vec<_> = std::iter::once(&self)
+            .chain(&others)
+            .map(|s| s.schema.clone())
+            .collect();
+        let operator = Union::new(&schemas);
         let union = self.then(
             "union",
-            schema.clone(),
-            Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
+            operator.schema(),
+            Arc::new(move |_| Ok(Box::new(operator.clone()) as Box<dyn Operator>)),
         )?;
         for other in others {
             other.connect_to(union.node)?;

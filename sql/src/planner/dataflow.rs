@@ -68,6 +68,11 @@ impl Dataflow {
         self.scope = scope;
     }
 
+    /// Whether a statement of `scope` has begun already.
+    pub fn has_statement(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
+    }
+
     /// The id of the statement's next operator of kind `base`.
     fn operator_name(&self, base: &str) -> String {
         self.unique_name(&format!("{}/{base}", self.scope))
@@ -243,20 +248,24 @@ impl Dataflow {
     }
 
     pub fn union(&mut self, inputs: Vec<Stream>) -> Result<Stream, String> {
+        if inputs.is_empty() {
+            return Err("a union of nothing".into());
+        }
+        let schemas: Vec<_> = inputs.iter().map(|s| s.schema.clone()).collect();
+        let union = Union::new(&schemas);
         let mut inputs = inputs.into_iter();
         let first = inputs.next().ok_or("a union of nothing")?;
-        let schema = first.schema.clone();
-        let union = self.then(
+        let stream = self.then(
             first,
             "union",
-            schema,
+            union.schema(),
             None,
-            Arc::new(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
+            Arc::new(move |_| Ok(Box::new(union.clone()) as Box<dyn Operator>)),
         )?;
         for input in inputs {
-            self.connect(&input, None, union.node, 0)?;
+            self.connect(&input, None, stream.node, 0)?;
         }
-        Ok(union)
+        Ok(stream)
     }
 
     /// Keeps `input` as materialized view `name`, by `key`, published to `registry`.

@@ -275,7 +275,24 @@ async fn pipeline(
                 ));
             };
             let sink = connectors::sink(&table.def)?;
-            dataflow.begin_statement(&format!("insert:{}", table.def.name));
+            let scope = format!("insert:{}", table.def.name);
+            let connector = table.def.connector()?.value.to_ascii_lowercase();
+            if dataflow.has_statement(&scope)
+                && !matches!(connector.as_str(), "print" | "blackhole")
+            {
+                // Two writers of one file directory or one transactional
+                // producer id would overwrite or fence each other.
+                return Err(SqlError::unsupported(
+                    at,
+                    format!(
+                        "table `{}` ({connector}) is written by an earlier INSERT of this \
+                         script; give each INSERT its own table, or UNION ALL the queries \
+                         into one INSERT",
+                        table.def.name
+                    ),
+                ));
+            }
+            dataflow.begin_statement(&scope);
             let query::QueryStream {
                 mut stream,
                 updating,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
@@ -245,9 +246,12 @@ impl QueryPlanner<'_> {
         let (table, window) = if let Some(t) = downcast::<DeclaredTable>(&provider) {
             (&t.def, None)
         } else if let Some(w) = downcast::<WindowedTable>(&provider) {
+            if let Some(view) = downcast::<ViewTable>(&w.input) {
+                return self.window_over_view(w, view);
+            }
             let Some(t) = downcast::<DeclaredTable>(&w.input) else {
                 return Err(self.unsupported(format!(
-                    "a window function over view `{}` is not supported yet: window the table it reads",
+                    "a window function over `{}` is not supported: window a table or a view",
                     w.table
                 )));
             };

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use headwater_operators::window::{WINDOW_END, WINDOW_START, WindowAssigner, WindowKind};
 
+use datafusion::catalog::view::ViewTable;
+
 use super::query::{Planned, QueryPlanner};
+use crate::catalog::WindowedTable;
 use crate::error::SqlError;
 
 /// A window function waiting for its `GROUP BY`.
@@ -53,6 +56,45 @@ impl QueryPlanner<'_> {
                 end: WINDOW_END.to_string(),
                 assigned: true,
             }),
+            ..planned
+        })
+    }
+
+    /// A window function over view `view` (its query planned as a stream,
+    /// such as deduplicated events): its rows must carry their event time
+    /// in the column the windows run on.
+    pub(super) fn window_over_view(
+        &mut self,
+        windowed: &WindowedTable,
+        view: &ViewTable,
+    ) -> Result<Planned, SqlError> {
+        let planned = self.plan(view.logical_plan())?;
+        let planned = self.materialize(planned)?;
+        if planned.updating {
+            return Err(self.unsupported(format!(
+                "a window over view `{}` is not supported: it is an updating query (an \
+                 aggregate, keep-last deduplication or an upsert-kafka table), not a stream \
+                 of events",
+                windowed.table
+            )));
+        }
+        if planned.time.as_deref() != Some(windowed.time_column.as_str()) {
+            return Err(self.unsupported(format!(
+                "windows of view `{}` run on its rows' event time: `{}` is not it (the event \
+                 time is a table's WATERMARK column, selected as it is{})",
+                windowed.table,
+                windowed.time_column,
+                match &planned.time {
+                    Some(time) => format!("; here `{time}`"),
+                    None => String::new(),
+                }
+            )));
+        }
+        Ok(Planned {
+            window: Some(PendingWindow {
+                kind: windowed.kind,
+            }),
+            bounds: None,
             ..planned
         })
     }
