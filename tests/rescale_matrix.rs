@@ -455,6 +455,10 @@ fn killed_and_rescaled_runs_commit_what_the_reference_says() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(std::process::id() as u64);
     for scenario in [[1, 3, 2], [3, 2, 1]] {
         let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("HW_KEEP_TEST_DIRS").is_some() {
+            println!("{scenario:?} in {}", dir.path().display());
+        }
+        let dir = KeptOnFailure(Some(dir));
         write_events(&dir.path().join("events.jsonl"), &events);
         std::fs::write(dir.path().join("job.sql"), SCRIPT).unwrap();
         let name = format!("{scenario:?}");
@@ -464,6 +468,24 @@ fn killed_and_rescaled_runs_commit_what_the_reference_says() {
         check_latest(&address, &events, &name);
         drop(job);
         check_checkpoints_and_compactions(dir.path(), &name);
+    }
+}
+
+/// A test directory, kept for a look when the test fails and
+/// `HW_KEEP_TEST_DIRS` is set.
+struct KeptOnFailure(Option<tempfile::TempDir>);
+
+impl KeptOnFailure {
+    fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for KeptOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("HW_KEEP_TEST_DIRS").is_some() {
+            let _ = self.0.take().map(tempfile::TempDir::keep);
+        }
     }
 }
 

@@ -114,11 +114,19 @@ impl Chain {
                     let restored = plan
                         .restored(&s.operator, s.index, s.parallelism)
                         .map_err(|e| failed(e.into()))?;
+                    let holds_store = !plan.store_parts(&s.operator, s.key_groups).is_empty();
                     // Event time resumes where it was: rows behind it are late,
                     // as they were before the restore.
                     op.ctx.current_watermark = restored.watermark();
                     if k == 0 {
                         first_watermark = op.ctx.current_watermark;
+                    }
+                    // Keyed state the checkpoint holds for this subtask is
+                    // restored now, not on first use: a subtask given no row
+                    // before the next barrier would otherwise snapshot no
+                    // store, and that checkpoint would lose the state.
+                    if holds_store {
+                        op.ctx.keyed_state().map_err(|e| failed(e.into()))?;
                     }
                     Some(restored)
                 }
