@@ -381,6 +381,12 @@ impl OperatorTask {
         let mut watermarks = InputWatermarks::new(self.gate.channel_count());
         if let Some(w) = restored_watermark {
             watermarks.resume_at(w);
+            // Restored downstream tasks wait for a watermark from each input
+            // again, and this task's inputs may have nothing newer to send
+            // (a source subtask that had read all its input resends the
+            // watermark it had, which moves nothing here): say again where
+            // event time was. Timers up to it fired before the checkpoint.
+            self.chain.watermark(Watermark::EventTime(w)).await?;
         }
         let mut completed = self.chain.checkpoint_handle().map(|h| h.completed.clone());
         let mut notified = completed.as_ref().map_or(0, |c| *c.borrow());
