@@ -4,7 +4,7 @@
 
 mod interval;
 mod output;
-mod side;
+pub(crate) mod side;
 mod window;
 
 pub use interval::{IntervalBounds, IntervalJoin};

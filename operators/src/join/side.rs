@@ -17,7 +17,7 @@ use headwater_runtime::state::{
 use crate::error::{OperatorError, Result};
 
 /// A row read back from a side's state.
-pub(super) struct StoredRow {
+pub(crate) struct StoredRow {
     /// Where it is stored (its sort key).
     pub sort_key: Box<[u8]>,
     pub time: i64,
@@ -34,7 +34,7 @@ impl StoredRow {
 }
 
 /// One side's stored rows.
-pub(super) struct SideRows {
+pub(crate) struct SideRows {
     state: SortedState,
     /// Encodes and decodes the side's output columns.
     rows: RowConverter,

@@ -18,6 +18,7 @@ mod partials;
 mod session;
 mod sliced;
 mod spec;
+mod top_n;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use aggregate::{Accumulators, AggregateInputs, AggregatePlan, StateRowCodec}
 pub use assign::{AssignedWindows, WindowAssigner, assign_windows, millis};
 pub use output::{WINDOW_END, WINDOW_START, output_schema};
 pub use spec::{Cumulating, Hopping, Session, Slicer, Tumbling, WindowKind};
+pub use top_n::{SortKey, WindowTopN};
 
 use crate::error::{OperatorError, Result};
 use keys::KeyCodec;

@@ -30,16 +30,16 @@ use super::query::{Planned, QueryPlanner, by_key};
 use crate::catalog::{DeclaredTable, downcast};
 use crate::error::SqlError;
 
-/// The `ROW_NUMBER()` column that `f` keeps at 1, if `f` is `rn = 1` (or
-/// `rn <= 1`, `rn < 2`) over a `ROW_NUMBER()` window below it.
-/// `rn = 1 AND ..` counts too: the rest filters the first rows.
-pub(super) fn first_row_filter(f: &Filter) -> Option<String> {
+/// The `ROW_NUMBER()` column that `f` limits, and its limit, if `f` is
+/// `rn = 1`, `rn <= n` or `rn < n + 1` over a `ROW_NUMBER()` window below it.
+/// `rn <= n AND ..` counts too: the rest filters the rows kept.
+pub(super) fn row_limit_filter(f: &Filter) -> Option<(String, u64)> {
     datafusion::logical_expr::utils::split_conjunction(&f.predicate)
         .into_iter()
-        .find_map(|conjunct| first_row_condition(conjunct, &f.input))
+        .find_map(|conjunct| row_limit_condition(conjunct, &f.input))
 }
 
-fn first_row_condition(predicate: &Expr, input: &LogicalPlan) -> Option<String> {
+fn row_limit_condition(predicate: &Expr, input: &LogicalPlan) -> Option<(String, u64)> {
     let Expr::BinaryExpr(b) = predicate else {
         return None;
     };
@@ -49,14 +49,13 @@ fn first_row_condition(predicate: &Expr, input: &LogicalPlan) -> Option<String> 
         _ => return None,
     };
     let n = as_i64(&value)?;
-    let first_only = matches!(
-        (op, n),
-        (Operator::Eq, 1) | (Operator::LtEq, 1) | (Operator::Lt, 2)
-    );
-    if !first_only {
-        return None;
-    }
-    window_column(input, &column)
+    let limit = match op {
+        Operator::Eq if n == 1 => 1,
+        Operator::LtEq if n >= 1 => n,
+        Operator::Lt if n >= 2 => n - 1,
+        _ => return None,
+    };
+    Some((window_column(input, &column)?, limit as u64))
 }
 
 /// The name, at the window, of the column called `name` at `plan`, if it
@@ -85,6 +84,12 @@ fn window_column(plan: &LogicalPlan, name: &str) -> Option<String> {
     }
 }
 
+/// What `OVER` windows can be.
+pub(super) const ONLY: &str = "OVER windows are supported to deduplicate, \
+    ROW_NUMBER() OVER (PARTITION BY key ORDER BY time [DESC]) AS rn, then WHERE rn = 1, \
+    and for a window top-N, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, .. \
+    ORDER BY ..) AS rn over a window aggregate or window function, then WHERE rn <= N";
+
 /// A deduplicating `ROW_NUMBER()`: its keys, and for keep-last (`ORDER BY
 /// .. DESC`) the column it orders by.
 pub(super) struct RowNumber {
@@ -94,8 +99,6 @@ pub(super) struct RowNumber {
 
 /// The deduplication a `ROW_NUMBER()` window is, or why `w` is not one.
 pub(super) fn row_number(w: &Window, first_rows: &[String]) -> Result<RowNumber, String> {
-    const ONLY: &str = "OVER windows are supported only to deduplicate: \
-        ROW_NUMBER() OVER (PARTITION BY key ORDER BY time [DESC]) AS rn, then WHERE rn = 1";
     let [expr] = w.window_expr.as_slice() else {
         return Err(ONLY.into());
     };
@@ -163,11 +166,21 @@ impl QueryPlanner<'_> {
     /// first row of each key, the rest dropped; with `ORDER BY t DESC`, the
     /// row of each key with the latest event time, as a changelog (Flink's
     /// deduplications).
-    pub(super) fn deduplicate(&mut self, w: &Window) -> Result<Planned, SqlError> {
-        let dedup = row_number(w, &self.first_rows).map_err(|e| self.unsupported(e))?;
+    pub(super) fn deduplicate(
+        &mut self,
+        w: &Window,
+        input: Planned,
+        windowed: bool,
+    ) -> Result<Planned, SqlError> {
+        let first_rows: Vec<String> = self
+            .row_limits
+            .iter()
+            .filter(|(_, limit)| *limit == 1)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let dedup = row_number(w, &first_rows).map_err(|e| self.unsupported(e))?;
         let keys = dedup.keys;
-        let input = self.plan(&w.input)?;
-        if input.window.is_some() || input.updating {
+        if windowed || input.updating {
             return Err(self.unsupported(
                 "ROW_NUMBER() deduplicates a table's rows; it cannot come after a window function or an aggregate",
             ));

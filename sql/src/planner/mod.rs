@@ -10,6 +10,7 @@ mod join;
 mod named_views;
 mod options;
 mod query;
+mod top_n;
 mod windowing;
 
 pub(crate) use named_views::create_view;

@@ -68,7 +68,7 @@ pub(super) fn plan_query(
     let mut planner = QueryPlanner {
         dataflow,
         at,
-        first_rows: Vec::new(),
+        row_limits: Vec::new(),
     };
     let planned = planner.plan(plan)?;
     let planned = planner.materialize(planned)?;
@@ -82,8 +82,9 @@ pub(super) fn plan_query(
 pub(super) struct QueryPlanner<'a> {
     pub dataflow: &'a mut Dataflow,
     pub at: Position,
-    /// `ROW_NUMBER()` columns that a filter keeps at 1: deduplications.
-    pub first_rows: Vec<String>,
+    /// `ROW_NUMBER()` columns that a filter limits, and the limits:
+    /// deduplications (1) and top-Ns.
+    pub row_limits: Vec<(String, u64)>,
 }
 
 impl QueryPlanner<'_> {
@@ -151,8 +152,8 @@ impl QueryPlanner<'_> {
                 {
                     return self.join(j, Some(&f.predicate));
                 }
-                if let Some(column) = super::dedup::first_row_filter(f) {
-                    self.first_rows.push(column);
+                if let Some(limit) = super::dedup::row_limit_filter(f) {
+                    self.row_limits.push(limit);
                 }
                 let input = self.plan(&f.input)?;
                 let predicate = stream_expr(&f.predicate, f.input.schema());
@@ -213,7 +214,7 @@ impl QueryPlanner<'_> {
                 "LIMIT on an unbounded stream is not supported; use a window or a view",
             )),
             LogicalPlan::Join(j) => self.join(j, None),
-            LogicalPlan::Window(w) => self.deduplicate(w),
+            LogicalPlan::Window(w) => self.row_number(w),
             LogicalPlan::Distinct(d) => {
                 let aggregate =
                     super::dedup::distinct_as_aggregate(d).map_err(|e| self.unsupported(e))?;
