@@ -55,6 +55,8 @@ CREATE TABLE join_out (a_id VARCHAR, b_id VARCHAR, k_int BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/join', 'format' = 'json');
 CREATE TABLE window_join_out (a_id VARCHAR, b_id VARCHAR, window_start TIMESTAMP(3))
 WITH ('connector' = 'filesystem', 'path' = 'out/window_join', 'format' = 'json');
+CREATE TABLE top_n_out (event_id VARCHAR, k_int BIGINT, window_start TIMESTAMP(3), amount BIGINT, rn BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out/top_n', 'format' = 'json');
 
 INSERT INTO tumble_out
 SELECT k_int, window_start, window_end, count(*), sum(amount)
@@ -95,6 +97,13 @@ JOIN TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) b
   ON a.k_int = b.k_int AND a.k_str = b.k_str AND a.amount % 10 = b.amount % 10
  AND a.window_start = b.window_start AND a.window_end = b.window_end
  AND a.event_id <> b.event_id;
+
+INSERT INTO top_n_out
+SELECT event_id, k_int, window_start, amount, rn FROM (
+  SELECT *, ROW_NUMBER() OVER (
+      PARTITION BY window_start, window_end, k_int ORDER BY amount DESC, event_id) AS rn
+  FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)))
+WHERE rn <= 3;
 
 CREATE MATERIALIZED VIEW totals AS
 SELECT k_int, k_str, count(*) AS n, sum(amount) AS total
@@ -314,6 +323,7 @@ fn committed_files(dir: &Path) -> usize {
         "dedup",
         "join",
         "window_join",
+        "top_n",
     ]
     .iter()
     .flat_map(|p| {
@@ -447,6 +457,7 @@ fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
     );
     rescale_join::check_join(dir, events, late, scenario);
     rescale_join::check_window_join(dir, events, late, scenario);
+    rescale_join::check_top_n(dir, events, late, scenario);
 }
 
 #[test]

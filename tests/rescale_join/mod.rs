@@ -1,5 +1,9 @@
-//! The rescale matrix's interval and window joins, checked against
-//! plain-Rust references.
+//! The rescale matrix's interval and window joins and its window top-N,
+//! checked against plain-Rust references.
+
+mod top_n;
+
+pub use top_n::check_top_n;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -10,7 +10,8 @@
 //! The filter keeps the first row of each `event_id`: the planner turns the
 //! pair into one deduplicating operator. With `ORDER BY event_time DESC` it
 //! keeps the latest row of each key instead, an updating query (keep-last).
-//! Any other `OVER` is refused.
+//! A `ROW_NUMBER()` that partitions by windows is a window top-N
+//! ([`super::top_n`]); any other `OVER` is refused.
 //!
 //! `SELECT DISTINCT ..` is a `GROUP BY` of every column with no aggregate.
 

@@ -64,9 +64,10 @@ impl QueryPlanner<'_> {
         let inputs = w.input.schema().fields().len();
         let rank = w.schema.field(inputs).name().clone();
         let Some(&(_, limit)) = self.row_limits.iter().find(|(name, _)| *name == rank) else {
-            return Err(self.unsupported(format!(
-                "a window top-N keeps the first rows of each window: add WHERE {rank} <= N"
-            )));
+            return Err(self.unsupported(
+                "a window top-N keeps the first rows of each window: filter its ROW_NUMBER() \
+                 with `rn <= N` (or `rn = 1`) where `rn` is the name you give it",
+            ));
         };
         let partition = function
             .params
@@ -74,9 +75,10 @@ impl QueryPlanner<'_> {
             .iter()
             .map(|e| match column(e) {
                 Some(name) => Ok(name),
-                None => Err(self.unsupported(format!(
-                    "ROW_NUMBER() .. PARTITION BY {e}: a window top-N partitions by columns"
-                ))),
+                None => Err(self.unsupported(
+                    "a window top-N partitions by columns, not expressions (in its \
+                     ROW_NUMBER() OVER (PARTITION BY ..)): compute the value as a column in a subquery",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let order = function
@@ -89,11 +91,10 @@ impl QueryPlanner<'_> {
                     descending: !o.asc,
                     nulls_first: o.nulls_first,
                 }),
-                None => Err(self.unsupported(format!(
-                    "ROW_NUMBER() .. ORDER BY {}: a window top-N orders by columns; \
-                     compute the value in a subquery",
-                    o.expr
-                ))),
+                None => Err(self.unsupported(
+                    "a window top-N orders by columns, not expressions (in its ROW_NUMBER() \
+                     OVER (.. ORDER BY ..)): compute the value as a column in a subquery",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if order.is_empty() {
