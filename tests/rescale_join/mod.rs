@@ -1,9 +1,11 @@
-//! The rescale matrix's interval and window joins and its window top-N,
+//! The rescale matrix's interval and window joins, window top-N and views,
 //! checked against plain-Rust references.
 
 mod top_n;
+mod views;
 
 pub use top_n::check_top_n;
+pub use views::{check_latest, check_view};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
