@@ -4,10 +4,12 @@
 
 mod interval;
 mod output;
+mod regular;
 pub(crate) mod side;
 mod window;
 
 pub use interval::{IntervalBounds, IntervalJoin};
+pub use regular::RegularJoin;
 pub use window::WindowJoin;
 
 use arrow::datatypes::{FieldRef, SchemaRef};

@@ -15,6 +15,9 @@ use super::{JoinInput, JoinType, ResolvedInput};
 use crate::error::{OperatorError, Result};
 use crate::transform::expr::plan_expr;
 
+/// What [`JoinOutput::try_new`] is told a regular join is.
+pub(crate) const REGULAR: &str = "a regular join";
+
 /// The two inputs of a join, resolved, and the schema of what it emits.
 #[derive(Clone)]
 pub(crate) struct JoinOutput {
@@ -37,8 +40,10 @@ impl JoinOutput {
         residual: Option<&Expr>,
     ) -> Result<Self> {
         let inputs = [left.resolve("left")?, right.resolve("right")?];
+        // A regular join without equal keys is a nested-loop join of one
+        // subtask; interval and window joins need keys.
         if inputs[0].key_fields.len() != inputs[1].key_fields.len()
-            || inputs[0].key_fields.is_empty()
+            || (inputs[0].key_fields.is_empty() && what != REGULAR)
         {
             return Err(OperatorError::Config(format!(
                 "{what} needs equal keys on both sides (a.k = b.k)"

@@ -16,6 +16,9 @@ use crate::key_groups::KeyGroup;
 #[derive(Debug, Clone)]
 pub struct SortedState {
     id: u32,
+    /// Its values are envelopes with an expiry ([`super::StateDescriptor`]
+    /// with a TTL), which compaction may drop once they expire.
+    ttl: bool,
 }
 
 impl SortedState {
@@ -23,12 +26,36 @@ impl SortedState {
     pub fn new(store: &mut KeyedStateStore, name: &str) -> Result<Self, StateError> {
         Ok(SortedState {
             id: store.register(name, false)?,
+            ttl: false,
         })
     }
 
     /// A handle on state `name` without the name-collision check of [`SortedState::new`].
     pub fn unregistered(name: &str) -> Self {
-        SortedState { id: state_id(name) }
+        SortedState {
+            id: state_id(name),
+            ttl: false,
+        }
+    }
+
+    /// The same state, its values written as envelopes with an expiry (see
+    /// [`super::StateDescriptor::with_ttl`]): compaction drops expired ones.
+    pub fn with_ttl(mut self) -> Self {
+        self.ttl = true;
+        self
+    }
+
+    /// The value stored under `sort_key` in `key_group`, if any.
+    pub fn get(
+        &self,
+        store: &KeyedStateStore,
+        key_group: KeyGroup,
+        sort_key: &[u8],
+    ) -> Result<Option<Box<[u8]>>, StateError> {
+        store.check_key_group(key_group)?;
+        let mut key = Vec::new();
+        self.stored(key_group, sort_key, &mut key);
+        Ok(store.get_raw(&key)?.map(|v| v.as_ref().into()))
     }
 
     pub(crate) fn prefix(&self, key_group: KeyGroup, out: &mut Vec<u8>) {
@@ -54,6 +81,9 @@ impl SortedState {
         store.check_key_group(key_group)?;
         self.stored(key_group, sort_key, &mut batch.key);
         batch.batch.put(&batch.key, value);
+        if self.ttl && !batch.ttl_states.contains(&self.id) {
+            batch.ttl_states.push(self.id);
+        }
         Ok(())
     }
 

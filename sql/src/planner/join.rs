@@ -3,9 +3,11 @@
 //! AND a.ts`) is an interval join, as in Flink: its state is bounded by the
 //! watermarks. A join of two windowed streams on equal windows
 //! (`a.window_start = b.window_start AND a.window_end = b.window_end`) is a
-//! window join. The condition is split into equal keys (the exchange and the
-//! state key), the time interval or the windows, and a residual predicate on
-//! joined rows.
+//! window join. Any other join is a regular join: its rows stay in state
+//! (bounded by `table.exec.state.ttl`), it takes updating inputs, and it
+//! emits a changelog unless it is an inner join of append-only inputs. The
+//! condition is split into equal keys (the exchange and the state key), the
+//! time interval or the windows, and a residual predicate on joined rows.
 
 use std::sync::Arc;
 
@@ -14,7 +16,9 @@ use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, ExprSchemable, Join, JoinType as PlanJoinType, Operator,
 };
-use headwater_operators::join::{IntervalBounds, IntervalJoin, JoinInput, JoinType, WindowJoin};
+use headwater_operators::join::{
+    IntervalBounds, IntervalJoin, JoinInput, JoinType, RegularJoin, WindowJoin,
+};
 use headwater_runtime::graph::OperatorFactory;
 
 use super::columns::{stream_expr, stream_names};
@@ -38,14 +42,7 @@ impl QueryPlanner<'_> {
         let left = self.materialize(left)?;
         let right = self.plan(&j.right)?;
         let right = self.materialize(right)?;
-        for input in [&left, &right] {
-            if input.updating {
-                return Err(self.unsupported(
-                    "a join of an updating query (an aggregate, keep-last deduplication or an \
-                     upsert-kafka table) is not supported yet",
-                ));
-            }
-        }
+        let updating = left.updating || right.updating;
         let mut conjuncts: Vec<Expr> = j.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
         for e in j.filter.iter().chain(more) {
             conjuncts.extend(split_conjunction(e).into_iter().cloned());
@@ -59,22 +56,23 @@ impl QueryPlanner<'_> {
             _ => None,
         };
         let kind = match (window, condition.lower, condition.upper) {
-            (Some(bounds), _, _) => Matched::Windows(bounds),
-            (None, Some(lower), Some(upper)) => Matched::Interval(IntervalBounds { lower, upper }),
-            _ if left.bounds.is_some() && right.bounds.is_some() => {
+            (Some(_), _, _) if updating => {
                 return Err(self.unsupported(
-                    "a join of two windowed streams (a window join) needs their windows equal: \
-                     `a.window_start = b.window_start AND a.window_end = b.window_end`",
+                    "a window join of an updating query (an aggregate, keep-last deduplication \
+                     or an upsert-kafka table) is not supported: a window join needs append-only \
+                     inputs",
                 ));
             }
+            (Some(bounds), _, _) => Matched::Windows(bounds),
+            (None, Some(lower), Some(upper)) if !updating => {
+                Matched::Interval(IntervalBounds { lower, upper })
+            }
+            // Anything else is a regular join: its time conditions, if any,
+            // only filter the joined rows.
             _ => {
-                return Err(self.unsupported(
-                    "a join of two streams needs a time interval between their event times \
-                     (the tables' WATERMARK columns), such as `b.ts BETWEEN a.ts - INTERVAL '1' \
-                     MINUTE AND a.ts + INTERVAL '1' MINUTE`: an interval join, or equal windows \
-                     (`a.window_start = b.window_start AND a.window_end = b.window_end` of two \
-                     window functions): a window join. Other joins are not supported yet",
-                ));
+                let times = std::mem::take(&mut condition.time_conjuncts);
+                condition.residual.extend(times);
+                Matched::Regular
             }
         };
         if let Matched::Interval(IntervalBounds { lower, upper }) = kind
@@ -131,7 +129,27 @@ impl QueryPlanner<'_> {
             .collect();
         let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &j.schema));
         let names = stream_names(&j.schema);
+        let regular = matches!(kind, Matched::Regular);
+        let mut changelog = false;
         let (name, schema, factory): (_, _, OperatorFactory) = match kind {
+            Matched::Regular => {
+                let operator = RegularJoin::try_new(
+                    join_type,
+                    &join_inputs[0],
+                    &join_inputs[1],
+                    &names,
+                    residual.as_ref(),
+                    self.dataflow.state_ttl,
+                )
+                .map_err(|e| self.failed(e.to_string()))?;
+                changelog = operator.is_changelog();
+                let schema = operator.output_schema();
+                (
+                    "join",
+                    schema,
+                    Arc::new(move |subtask| operator.operator(subtask)),
+                )
+            }
             Matched::Windows(bounds) => {
                 let operator = WindowJoin::try_new(
                     join_type,
@@ -181,14 +199,46 @@ impl QueryPlanner<'_> {
                 factory,
             )
             .map_err(|e| self.failed(e))?;
-        Ok(Planned::append(stream))
+        let mut planned = Planned::append(stream);
+        planned.updating = changelog;
+        if regular && changelog {
+            // Rows of keyed inputs are told apart by both keys.
+            planned.key = match (&left.key, &right.key) {
+                (Some(l), Some(r)) => {
+                    let out = |side: usize, key: &[String]| -> Option<Vec<String>> {
+                        let columns = stream_names(schemas[side]);
+                        let offset = if side == 0 {
+                            0
+                        } else {
+                            stream_names(schemas[0]).len()
+                        };
+                        key.iter()
+                            .map(|k| {
+                                columns
+                                    .iter()
+                                    .position(|c| c == k)
+                                    .map(|i| names[offset + i].clone())
+                            })
+                            .collect()
+                    };
+                    out(0, l).zip(out(1, r)).map(|(mut l, r)| {
+                        l.extend(r);
+                        l
+                    })
+                }
+                _ => None,
+            };
+        }
+        Ok(planned)
     }
 }
 
-/// What bounds a join's state: windows or a time interval.
+/// What bounds a join's state: windows, a time interval, or nothing (a
+/// regular join, whose rows stay until retracted or their time to live ends).
 enum Matched {
     Windows([WindowColumns; 2]),
     Interval(IntervalBounds),
+    Regular,
 }
 
 /// A join condition taken apart.
@@ -198,6 +248,8 @@ struct Condition {
     /// The least and greatest `right time - left time` (ms) the condition allows.
     lower: Option<i64>,
     upper: Option<i64>,
+    /// The conjuncts that gave `lower` and `upper`: a regular join filters by them.
+    time_conjuncts: Vec<Expr>,
     residual: Vec<Expr>,
 }
 
@@ -207,6 +259,7 @@ impl Condition {
             keys: Vec::new(),
             lower: None,
             upper: None,
+            time_conjuncts: Vec::new(),
             residual: Vec::new(),
         };
         let side_of = |e: &Expr| -> Option<usize> {
@@ -250,6 +303,7 @@ impl Condition {
                     for (op, c) in bounds {
                         condition.bound(op, c);
                     }
+                    condition.time_conjuncts.push(conjunct);
                     continue;
                 }
             }

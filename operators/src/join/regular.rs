@@ -1,0 +1,536 @@
+//! The regular join, as Flink's: rows of two streams with equal keys, at any
+//! distance in time. Every row stays in keyed state until it is retracted
+//! (or its time to live runs out), so the state grows with the inputs
+//! unless `table.exec.state.ttl` bounds it.
+//!
+//! Each side keeps its distinct rows under `key length | key | row` (the
+//! row's output columns in Arrow's row format), with how many times the row
+//! is there and how many rows of the other side it joins (Flink's
+//! `numOfAssociations`, which an outer join needs to know when a row stops
+//! or starts being unmatched). A row that arrives is matched against the
+//! other side's rows of its key (one RocksDB prefix scan per key and batch),
+//! the pairs go through the residual predicate, and then each row's changes
+//! are worked out in order:
+//!
+//! - an addition (`+I`, `+U`) emits its joined rows; in an outer join, an
+//!   unmatched row is emitted padded with NULLs, and a row of the other side
+//!   that matched nothing until now has its padded row retracted first;
+//! - a retraction (`-U`, `-D`) retracts the same joined rows, and a row of
+//!   the other side that no longer matches anything is emitted padded again.
+//!
+//! An inner join of two append-only inputs is append-only; any other regular
+//! join emits a changelog. Each emitted row has the event time of the input
+//! row that caused it; the output is not a time attribute.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::buffer::NullBuffer;
+use arrow::compute::{interleave_record_batch, take};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use async_trait::async_trait;
+use datafusion::logical_expr::Expr;
+use headwater_runtime::key_groups::KeyGroup;
+use headwater_runtime::state::{KeyedStateStore, SortedState, StateDescriptor};
+use headwater_runtime::time::event_time_column;
+use headwater_runtime::{BoxError, Collector, Operator, OperatorContext, SubtaskInfo};
+use serde::{Deserialize, Serialize};
+
+use super::output::{JoinOutput, REGULAR};
+use super::{JoinInput, JoinType, ResolvedInput};
+use crate::changelog::{CHANGE_COLUMN, Change, change_field};
+use crate::error::{OperatorError, Result};
+use crate::window::keys::KeyCodec;
+
+/// A regular join of two keyed streams; run it behind a hash exchange of
+/// each input on its key (or in one subtask, without keys).
+#[derive(Clone)]
+pub struct RegularJoin {
+    output: JoinOutput,
+    /// The `_change` column of each input that is a changelog.
+    changes: [Option<usize>; 2],
+    /// The joined columns, `_change` if the output is a changelog, event time.
+    schema: SchemaRef,
+    changelog: bool,
+    ttl: Option<Duration>,
+}
+
+impl RegularJoin {
+    /// Joins `left` and `right` (either may be a changelog); the output
+    /// columns are the left's output columns then the right's, named
+    /// `names`. `residual` filters joined rows; with a `ttl`, a row that
+    /// has not changed for that long (processing time) is forgotten.
+    pub fn try_new(
+        join_type: JoinType,
+        left: &JoinInput,
+        right: &JoinInput,
+        names: &[String],
+        residual: Option<&Expr>,
+        ttl: Option<Duration>,
+    ) -> Result<Self> {
+        let output = JoinOutput::try_new(REGULAR, join_type, left, right, names, residual)?;
+        let changes = [left, right].map(|input| input.schema.index_of(CHANGE_COLUMN).ok());
+        let changelog = join_type != JoinType::Inner || changes.iter().any(Option::is_some);
+        let schema = if changelog {
+            let fields = output.schema.fields();
+            let mut with_change: Vec<_> = fields[..fields.len() - 1].to_vec();
+            with_change.push(change_field());
+            with_change.push(fields[fields.len() - 1].clone());
+            Arc::new(Schema::new(with_change))
+        } else {
+            output.schema.clone()
+        };
+        Ok(RegularJoin {
+            output,
+            changes,
+            schema,
+            changelog,
+            ttl,
+        })
+    }
+
+    /// The joined rows' columns, `_change` if a changelog, and the event time.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Whether the output is a changelog (an outer join, or an updating input).
+    pub fn is_changelog(&self) -> bool {
+        self.changelog
+    }
+
+    /// The operator of one subtask.
+    pub fn operator(
+        &self,
+        subtask: &SubtaskInfo,
+    ) -> std::result::Result<Box<dyn Operator>, BoxError> {
+        let inputs = &self.output.inputs;
+        let codec = |input: &ResolvedInput| {
+            KeyCodec::new(
+                input.key_columns.clone(),
+                input.key_fields.clone(),
+                subtask.max_parallelism,
+            )
+        };
+        let rows = |input: &ResolvedInput| {
+            RowConverter::new(
+                input
+                    .output_fields
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )
+        };
+        let state = |name: &str| {
+            let state = SortedState::unregistered(name);
+            if self.ttl.is_some() {
+                state.with_ttl()
+            } else {
+                state
+            }
+        };
+        let mut records = StateDescriptor::new("regular-join.rows");
+        if let Some(ttl) = self.ttl {
+            records = records.with_ttl(ttl);
+        }
+        Ok(Box::new(RegularJoinOperator {
+            keys: [codec(&inputs[0])?, codec(&inputs[1])?],
+            rows: [rows(&inputs[0])?, rows(&inputs[1])?],
+            states: [state("regular-join.left"), state("regular-join.right")],
+            records,
+            spec: self.clone(),
+        }))
+    }
+}
+
+/// What a side keeps of one distinct row.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Record {
+    /// How many times the row is there.
+    count: u64,
+    /// How many rows of the other side it joins (counted with theirs).
+    matches: u64,
+}
+
+/// A row of the other side, found by a probe.
+struct Found {
+    sort_key: Box<[u8]>,
+    record: Record,
+}
+
+/// Where an emitted row comes from: a joined pair, an input row padded
+/// with NULLs, or a found row of the other side padded.
+#[derive(Clone, Copy)]
+enum Emit {
+    Pair(usize),
+    PaddedOwn(usize),
+    PaddedOther(usize),
+}
+
+struct RegularJoinOperator {
+    spec: RegularJoin,
+    keys: [KeyCodec; 2],
+    /// Each side's output columns in the row format.
+    rows: [RowConverter; 2],
+    states: [SortedState; 2],
+    records: StateDescriptor<Record>,
+}
+
+/// A side's state changes of one batch, not yet written: sort key → key
+/// group and record (`None`: delete it).
+type Pending = HashMap<Box<[u8]>, (KeyGroup, Option<Record>)>;
+
+impl RegularJoinOperator {
+    /// Joins a batch of input `side`, updates the state, and returns what to emit.
+    fn process(
+        &mut self,
+        side: usize,
+        batch: &RecordBatch,
+        ctx: &mut OperatorContext,
+    ) -> Result<Option<RecordBatch>> {
+        let other = 1 - side;
+        let n = batch.num_rows();
+        let input = &self.spec.output.inputs[side];
+        let join_type = self.spec.output.join_type;
+        let (own_outer, other_outer) = (
+            join_type.keeps_unmatched(side),
+            join_type.keeps_unmatched(other),
+        );
+        let changes = self.changes(side, batch)?;
+        let keys = self.keys[side].keys(batch)?;
+        // A row with a NULL key joins nothing.
+        let nulls = input.key_columns.iter().fold(None, |nulls, &c| {
+            NullBuffer::union(nulls.as_ref(), batch.column(c).nulls())
+        });
+        let joinable = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+        let own: Vec<ArrayRef> = input
+            .output_columns
+            .iter()
+            .map(|&c| batch.column(c).clone())
+            .collect();
+        let own_rows = self.rows[side].convert_columns(&own)?;
+        let store = ctx.keyed_state()?;
+
+        // The other side's rows of each key in the batch, read once per key,
+        // and a candidate pair for each row and each of them.
+        let mut found: Vec<Found> = Vec::new();
+        let mut by_key: HashMap<&[u8], Range<usize>> = HashMap::new();
+        let mut probes: Vec<u32> = Vec::new();
+        let mut candidates: Vec<u32> = Vec::new();
+        let mut pairs_of: Vec<Range<usize>> = Vec::with_capacity(n);
+        let mut prefix = Vec::new();
+        for i in 0..n {
+            let start = probes.len();
+            if joinable(i) {
+                let key = keys.rows.row(i).data();
+                let range = match by_key.get(key) {
+                    Some(range) => range.clone(),
+                    None => {
+                        let from = found.len();
+                        key_prefix(key, &mut prefix);
+                        for item in self.states[other].scan(store, keys.key_groups[i], &prefix) {
+                            let (sort_key, value) = item?;
+                            if let Some(record) = self.records.decode(&value)? {
+                                found.push(Found { sort_key, record });
+                            }
+                        }
+                        by_key.insert(key, from..found.len());
+                        from..found.len()
+                    }
+                };
+                for j in range {
+                    probes.push(i as u32);
+                    candidates.push(j as u32);
+                }
+            }
+            pairs_of.push(start..probes.len());
+        }
+        let pairs = self.pairs(side, batch, &own, &probes, &candidates, &found)?;
+        let passed = self.spec.output.residual(&pairs)?;
+
+        // Each row's changes, in order.
+        let mut pending: [Pending; 2] = [HashMap::new(), HashMap::new()];
+        let mut emits: Vec<(Emit, Change)> = Vec::new();
+        for i in 0..n {
+            let change = changes[i];
+            let adds = change.is_addition();
+            if !joinable(i) {
+                if own_outer {
+                    emits.push((Emit::PaddedOwn(i), padded_change(adds)));
+                }
+                continue;
+            }
+            let key_group = keys.key_groups[i];
+            let mut matched_rows = 0u64;
+            let mut any = false;
+            for p in pairs_of[i].clone().filter(|&p| passed.value(p)) {
+                any = true;
+                let j = candidates[p] as usize;
+                let sort_key = &found[j].sort_key;
+                let mut record = match pending[other].get(sort_key) {
+                    Some((_, record)) => record.unwrap_or_default(),
+                    None => found[j].record,
+                };
+                matched_rows += record.count;
+                let times = record.count as usize;
+                if adds {
+                    if other_outer && record.matches == 0 {
+                        emits.extend(std::iter::repeat_n(
+                            (Emit::PaddedOther(p), Change::Delete),
+                            times,
+                        ));
+                    }
+                    emits.extend(std::iter::repeat_n((Emit::Pair(p), change), times));
+                    record.matches += 1;
+                } else {
+                    emits.extend(std::iter::repeat_n((Emit::Pair(p), change), times));
+                    record.matches = record.matches.saturating_sub(1);
+                    if other_outer && record.matches == 0 {
+                        emits.extend(std::iter::repeat_n(
+                            (Emit::PaddedOther(p), Change::Insert),
+                            times,
+                        ));
+                    }
+                }
+                // Only an outer side needs to know what its rows match.
+                if other_outer {
+                    pending[other].insert(sort_key.clone(), (key_group, Some(record)));
+                }
+            }
+            if !any && own_outer {
+                emits.push((Emit::PaddedOwn(i), padded_change(adds)));
+            }
+
+            // The row itself.
+            let mut sort_key = Vec::new();
+            key_prefix(keys.rows.row(i).data(), &mut sort_key);
+            sort_key.extend_from_slice(own_rows.row(i).data());
+            let sort_key = sort_key.into_boxed_slice();
+            let record = match pending[side].get(&sort_key) {
+                Some((_, record)) => *record,
+                None => self.read(store, key_group, &sort_key, side)?,
+            };
+            let updated = if adds {
+                let count = record.map_or(0, |r| r.count) + 1;
+                Some(Record {
+                    count,
+                    matches: matched_rows,
+                })
+            } else {
+                // A retraction of a row no longer kept (its time to live ran
+                // out) still retracts what it joined, as in Flink.
+                record
+                    .map(|r| Record {
+                        count: r.count.saturating_sub(1),
+                        matches: matched_rows,
+                    })
+                    .filter(|r| r.count > 0)
+            };
+            pending[side].insert(sort_key, (key_group, updated));
+        }
+
+        let mut write = store.new_batch();
+        let mut value = Vec::new();
+        for (s, changed) in pending.iter().enumerate() {
+            for (sort_key, (key_group, record)) in changed {
+                match record {
+                    Some(record) => {
+                        self.records.encode(record, &mut value)?;
+                        self.states[s].put(store, &mut write, *key_group, sort_key, &value)?;
+                    }
+                    None => self.states[s].delete(store, &mut write, *key_group, sort_key)?,
+                }
+            }
+        }
+        store.write(write)?;
+        if emits.is_empty() {
+            return Ok(None);
+        }
+        self.emit(side, batch, own, &pairs, &emits).map(Some)
+    }
+
+    /// Each row's change: `+I` for every row of an append-only input.
+    fn changes(&self, side: usize, batch: &RecordBatch) -> Result<Vec<Change>> {
+        let Some(column) = self.spec.changes[side] else {
+            return Ok(vec![Change::Insert; batch.num_rows()]);
+        };
+        let texts = batch.column(column).as_string_opt::<i32>().ok_or_else(|| {
+            OperatorError::Config(format!("the join's `{CHANGE_COLUMN}` column is not text"))
+        })?;
+        texts
+            .iter()
+            .map(|text| {
+                text.and_then(Change::parse).ok_or_else(|| {
+                    OperatorError::Config(format!(
+                        "`{}` is not a change (+I, -U, +U, -D)",
+                        text.unwrap_or("NULL")
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The stored record of a row of `side`, if it is there and unexpired.
+    fn read(
+        &self,
+        store: &KeyedStateStore,
+        key_group: KeyGroup,
+        sort_key: &[u8],
+        side: usize,
+    ) -> Result<Option<Record>> {
+        match self.states[side].get(store, key_group, sort_key)? {
+            Some(value) => Ok(self.records.decode(&value)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The joined row of each candidate pair: row `probes[p]` of `batch`
+    /// (input `side`) with found row `candidates[p]` of the other side.
+    fn pairs(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        own: &[ArrayRef],
+        probes: &[u32],
+        candidates: &[u32],
+        found: &[Found],
+    ) -> Result<RecordBatch> {
+        let probes = UInt32Array::from(probes.to_vec());
+        let own_columns = own
+            .iter()
+            .map(|c| take(c, &probes, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let other = 1 - side;
+        let parser = self.rows[other].parser();
+        let found_rows: Rows = {
+            let mut rows = self.rows[other].empty_rows(candidates.len(), 0);
+            for &j in candidates {
+                let row = &found[j as usize];
+                let at = row_start(&row.sort_key)?;
+                rows.push(parser.parse(&row.sort_key[at..]));
+            }
+            rows
+        };
+        let other_columns = self.rows[other].convert_rows(&found_rows)?;
+        let times = take(event_time_column(batch)?, &probes, None)?;
+        let (left, right) = if side == 0 {
+            (own_columns, other_columns)
+        } else {
+            (other_columns, own_columns)
+        };
+        self.spec.output.joined(left, right, times)
+    }
+
+    /// The emitted rows, in order, with `_change` if the output is a changelog.
+    fn emit(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        own: Vec<ArrayRef>,
+        pairs: &RecordBatch,
+        emits: &[(Emit, Change)],
+    ) -> Result<RecordBatch> {
+        let output = &self.spec.output;
+        let mut sources: Vec<RecordBatch> = vec![pairs.clone()];
+        let mut own_padded = None;
+        let mut other_padded = None;
+        if emits.iter().any(|(e, _)| matches!(e, Emit::PaddedOwn(_))) {
+            let times = event_time_column(batch)?.clone();
+            sources.push(output.padded(side, own, Arc::new(times))?);
+            own_padded = Some(sources.len() - 1);
+        }
+        if emits.iter().any(|(e, _)| matches!(e, Emit::PaddedOther(_))) {
+            let left_width = output.inputs[0].output_columns.len();
+            let other_columns = if side == 0 {
+                pairs.columns()[left_width..pairs.num_columns() - 1].to_vec()
+            } else {
+                pairs.columns()[..left_width].to_vec()
+            };
+            let times = pairs.column(pairs.num_columns() - 1).clone();
+            sources.push(output.padded(1 - side, other_columns, times)?);
+            other_padded = Some(sources.len() - 1);
+        }
+        let indices: Vec<(usize, usize)> = emits
+            .iter()
+            .map(|(e, _)| match *e {
+                Emit::Pair(p) => (0, p),
+                Emit::PaddedOwn(i) => (own_padded.unwrap_or(0), i),
+                Emit::PaddedOther(p) => (other_padded.unwrap_or(0), p),
+            })
+            .collect();
+        let sources: Vec<&RecordBatch> = sources.iter().collect();
+        let joined = interleave_record_batch(&sources, &indices)?;
+        if !self.spec.changelog {
+            return Ok(joined);
+        }
+        let change: StringArray = emits.iter().map(|(_, c)| Some(c.as_str())).collect();
+        let mut columns = joined.columns().to_vec();
+        let time = columns.pop().expect("the event-time column");
+        columns.push(Arc::new(change));
+        columns.push(time);
+        Ok(RecordBatch::try_new(self.spec.schema.clone(), columns)?)
+    }
+}
+
+/// The change of a padded row: `+I` as its row arrives, `-D` as it leaves.
+fn padded_change(adds: bool) -> Change {
+    if adds { Change::Insert } else { Change::Delete }
+}
+
+/// `key length | key`: the prefix of every row of one key.
+fn key_prefix(key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+}
+
+/// Where the row starts in a stored sort key (after its key).
+fn row_start(sort_key: &[u8]) -> Result<usize> {
+    let len = sort_key
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| OperatorError::Config("regular join: a stored row is malformed".into()))?;
+    let at = 4 + len as usize;
+    if at > sort_key.len() {
+        return Err(OperatorError::Config(
+            "regular join: a stored row is malformed".into(),
+        ));
+    }
+    Ok(at)
+}
+
+#[async_trait]
+impl Operator for RegularJoinOperator {
+    async fn open(&mut self, ctx: &mut OperatorContext) -> std::result::Result<(), BoxError> {
+        ctx.keyed_state()?;
+        Ok(())
+    }
+
+    async fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext,
+        out: &mut dyn Collector,
+    ) -> std::result::Result<(), BoxError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let side = ctx.current_input;
+        if side > 1 {
+            return Err(format!("a join has two inputs, not input {side}").into());
+        }
+        if let Some(joined) = self.process(side, &batch, ctx)? {
+            out.collect(joined).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "regular_tests.rs"]
+mod tests;
