@@ -1,7 +1,9 @@
 //! Exactly-once through SIGKILL and changes of parallelism, for every kind of
 //! window, both deduplications (keep-first into a file, keep-last into a
-//! view) and a left outer interval join, keyed by a small BIGINT, a VARCHAR
-//! and both (the join by an expression too).
+//! view), a left outer interval join, a window join, a window top-N and
+//! regular joins (of append-only inputs into a file, of two updating
+//! aggregates into a view), keyed by a small BIGINT, a VARCHAR and both (the
+//! interval join by an expression too).
 //!
 //! The real binary runs one SQL job of five queries and a materialized view
 //! of an updating aggregate (keyed by a small BIGINT and a VARCHAR) over a
@@ -57,6 +59,8 @@ CREATE TABLE window_join_out (a_id VARCHAR, b_id VARCHAR, window_start TIMESTAMP
 WITH ('connector' = 'filesystem', 'path' = 'out/window_join', 'format' = 'json');
 CREATE TABLE top_n_out (event_id VARCHAR, k_int BIGINT, window_start TIMESTAMP(3), amount BIGINT, rn BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/top_n', 'format' = 'json');
+CREATE TABLE regular_join_out (event_id VARCHAR, k_int BIGINT, amount BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out/regular_join', 'format' = 'json');
 
 INSERT INTO tumble_out
 SELECT k_int, window_start, window_end, count(*), sum(amount)
@@ -104,6 +108,17 @@ SELECT event_id, k_int, window_start, amount, rn FROM (
       PARTITION BY window_start, window_end, k_int ORDER BY amount DESC, event_id) AS rn
   FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)))
 WHERE rn <= 3;
+
+INSERT INTO regular_join_out
+SELECT a.event_id, a.k_int, b.amount
+FROM events a JOIN events b ON a.event_id = b.event_id AND a.k_int = b.k_int
+WHERE a.amount % 4 = 0;
+
+CREATE MATERIALIZED VIEW joined WITH (primary_key = 'k_int, k_str') AS
+SELECT t.k_int, t.k_str, t.n, m.top
+FROM (SELECT k_int, k_str, count(*) AS n FROM events GROUP BY k_int, k_str) t
+LEFT JOIN (SELECT k_int, max(amount) AS top FROM events GROUP BY k_int) m
+  ON t.k_int = m.k_int;
 
 CREATE MATERIALIZED VIEW totals AS
 SELECT k_int, k_str, count(*) AS n, sum(amount) AS total
@@ -324,6 +339,7 @@ fn committed_files(dir: &Path) -> usize {
         "join",
         "window_join",
         "top_n",
+        "regular_join",
     ]
     .iter()
     .flat_map(|p| {
@@ -458,6 +474,7 @@ fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
     rescale_join::check_join(dir, events, late, scenario);
     rescale_join::check_window_join(dir, events, late, scenario);
     rescale_join::check_top_n(dir, events, late, scenario);
+    rescale_join::check_regular_join(dir, events, scenario);
 }
 
 #[test]
@@ -477,6 +494,7 @@ fn killed_and_rescaled_runs_commit_what_the_reference_says() {
         check(dir.path(), &events, &late, &name);
         rescale_join::check_view(&address, &events, &name);
         rescale_join::check_latest(&address, &events, &name);
+        rescale_join::check_joined(&address, &events, &name);
         drop(job);
         check_checkpoints_and_compactions(dir.path(), &name);
     }

@@ -73,3 +73,38 @@ pub fn check_latest(address: &str, events: &[Event], scenario: &str) {
         );
     }
 }
+
+/// The view of a left regular join of two updating aggregates against the
+/// reference: each (k_int, k_str) with its count, and the largest amount of
+/// its k_int, over every event.
+pub fn check_joined(address: &str, events: &[Event], scenario: &str) {
+    let mut top: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut counts: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for e in events {
+        let t = top.entry(e.k_int).or_insert(e.amount);
+        *t = (*t).max(e.amount);
+        *counts.entry((e.k_int, e.k_str.to_string())).or_default() += 1;
+    }
+    let expected: BTreeMap<(i64, String), (i64, Option<i64>)> = counts
+        .into_iter()
+        .map(|(key, n)| {
+            let top = top.get(&key.0).copied();
+            (key, (n, top))
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let got: BTreeMap<(i64, String), (i64, Option<i64>)> = runtime.block_on(async {
+        let client = crate::common::pg_connect(address).await;
+        client
+            .query("SELECT k_int, k_str, n, top FROM joined", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+            .collect()
+    });
+    assert!(
+        got == expected,
+        "{scenario} view joined: {got:?}\nexpected {expected:?}"
+    );
+}
