@@ -2,7 +2,9 @@
 //! planner) and in the Rust API, over the same JSON-lines file of 1M bids, at
 //! parallelism 1. Prints rows/s of each (best of 3) and the SQL/Rust ratio,
 //! then the rows/s of an interval self-join in SQL (each bid with the bids of
-//! its auction up to 1 s later: itself and the next one).
+//! its auction up to 1 s later: itself and the next one), and of regular
+//! joins: the bids with a table of 1k auctions (1k keys, every bid kept in
+//! state), and a table of 1M auctions with itself (1M keys).
 //!
 //! Run with `cargo bench --bench sql`.
 
@@ -32,6 +34,26 @@ fn bids_file() -> PathBuf {
                 (i * 13) % 10_000,
                 (i * 31) % 10_000,
                 channels[i % 4],
+                1_735_689_600_000u64 + i as u64
+            )
+            .unwrap();
+        }
+    }
+    path
+}
+
+/// `auctions` rows with ids `0..rows`, in a file named after their number.
+fn auctions_file(rows: usize) -> PathBuf {
+    let path = bids_file().with_file_name(format!("auctions-{rows}.jsonl"));
+    if !path.exists() {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for i in 0..rows {
+            writeln!(
+                out,
+                r#"{{"id":{i},"seller":{},"reserve":{},"date_time":{}}}"#,
+                (i * 17) % 500,
+                (i * 31) % 1000,
                 1_735_689_600_000u64 + i as u64
             )
             .unwrap();
@@ -107,14 +129,40 @@ async fn sql(path: &Path, query: &str) {
         "{}\n{query}",
         TABLE.replace("{path}", &path.display().to_string())
     );
+    run_script(&script).await;
+}
+
+const AUCTIONS: &str = "CREATE TABLE auctions (
+  id BIGINT, seller BIGINT, reserve BIGINT, date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '{auctions}', 'format' = 'json');";
+
+/// A regular join of the bids with 1k auctions: 1k keys, 1M output rows.
+const SQL_REGULAR_JOIN_1K: &str = "INSERT INTO joined SELECT b.auction, b.price, a.seller
+FROM bids b JOIN auctions a ON b.auction = a.id;";
+
+/// A regular self-join of 1M auctions on their ids: 1M keys, 1M output rows.
+const SQL_REGULAR_JOIN_1M: &str = "INSERT INTO joined SELECT a.id, a.reserve, b.seller
+FROM auctions a JOIN auctions b ON a.id = b.id;";
+
+/// Events read per second of a regular join of `query` over the bids and
+/// `auctions` auctions; `events` is how many rows both inputs have.
+async fn regular_join(bids: &Path, auctions: usize, query: &str) {
+    let script = format!(
+        "{}\n{}\n{query}",
+        TABLE.replace("{path}", &bids.display().to_string()),
+        AUCTIONS.replace("{auctions}", &auctions_file(auctions).display().to_string())
+    );
+    run_script(&script).await;
+}
+
+async fn run_script(script: &str) {
     let options = headwater::sql::SqlOptions {
         name: "bench".into(),
         parallelism: 1,
         ..Default::default()
     };
-    let job = headwater::sql::plan_script(&script, &options)
-        .await
-        .unwrap();
+    let job = headwater::sql::plan_script(script, &options).await.unwrap();
     let config = JobConfig {
         default_parallelism: 1,
         ..JobConfig::default()
@@ -139,11 +187,20 @@ fn best_of_3<F: std::future::Future<Output = ()>>(
     rt: &tokio::runtime::Runtime,
     run: impl Fn() -> F,
 ) -> f64 {
+    best_of_3_over(rt, ROWS, run)
+}
+
+/// Rows/s over `rows` input rows, the best of 3 runs.
+fn best_of_3_over<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    rows: usize,
+    run: impl Fn() -> F,
+) -> f64 {
     (0..3)
         .map(|_| {
             let started = Instant::now();
             rt.block_on(run());
-            ROWS as f64 / started.elapsed().as_secs_f64()
+            rows as f64 / started.elapsed().as_secs_f64()
         })
         .fold(0.0, f64::max)
 }
@@ -178,5 +235,17 @@ fn main() {
     let join = best_of_3(&rt, || sql(&path, SQL_INTERVAL_JOIN));
     println!(
         "interval self-join per auction, 1 s (2 output rows per bid): SQL {join:.0} bids/s, parallelism 1"
+    );
+    let small = best_of_3_over(&rt, ROWS + 1000, || {
+        regular_join(&path, 1000, SQL_REGULAR_JOIN_1K)
+    });
+    println!(
+        "regular join, 1M bids with 1k auctions (1k keys): SQL {small:.0} events/s, parallelism 1"
+    );
+    let large = best_of_3_over(&rt, 2 * ROWS, || {
+        regular_join(&path, ROWS, SQL_REGULAR_JOIN_1M)
+    });
+    println!(
+        "regular self-join, 1M auctions on id (1M keys): SQL {large:.0} events/s, parallelism 1"
     );
 }

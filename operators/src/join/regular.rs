@@ -3,11 +3,13 @@
 //! (or its time to live runs out), so the state grows with the inputs
 //! unless `table.exec.state.ttl` bounds it.
 //!
-//! Each side keeps its distinct rows under `key length | key | row` (the
-//! row's output columns in Arrow's row format), with how many times the row
-//! is there and how many rows of the other side it joins (Flink's
-//! `numOfAssociations`, which an outer join needs to know when a row stops
-//! or starts being unmatched). A row that arrives is matched against the
+//! A side that is a changelog keeps its distinct rows under `key length |
+//! key | row` (the row's output columns in Arrow's row format), with how
+//! many times the row is there, so that a retraction finds its row; an
+//! append-only side, which never retracts, keeps each row under `key length
+//! | key | row | sequence`, written without a read. Each row also records how
+//! many rows of the other side it joins (Flink's `numOfAssociations`, which
+//! an outer join needs to know when a row stops or starts being unmatched). A row that arrives is matched against the
 //! other side's rows of its key (one RocksDB prefix scan per key and batch),
 //! the pairs go through the residual predicate, and then each row's changes
 //! are worked out in order:
@@ -22,7 +24,6 @@
 //! join emits a changelog. Each emitted row has the event time of the input
 //! row that caused it; the output is not a time attribute.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use async_trait::async_trait;
 use datafusion::logical_expr::Expr;
+use hashbrown::HashMap;
 use headwater_runtime::key_groups::KeyGroup;
 use headwater_runtime::state::{KeyedStateStore, SortedState, StateDescriptor};
 use headwater_runtime::time::event_time_column;
@@ -201,6 +203,7 @@ impl RegularJoinOperator {
             join_type.keeps_unmatched(other),
         );
         let changes = self.changes(side, batch)?;
+        let appends = self.spec.changes[side].is_none();
         let keys = self.keys[side].keys(batch)?;
         // A row with a NULL key joins nothing.
         let nulls = input.key_columns.iter().fold(None, |nulls, &c| {
@@ -215,35 +218,61 @@ impl RegularJoinOperator {
         let own_rows = self.rows[side].convert_columns(&own)?;
         let store = ctx.keyed_state()?;
 
-        // The other side's rows of each key in the batch, read once per key,
-        // and a candidate pair for each row and each of them.
+        // The other side's rows of each distinct key in the batch, read in
+        // key order with one iterator, and a candidate pair for each row and
+        // each of them.
+        let mut distinct: HashMap<&[u8], usize> = HashMap::new();
+        let mut prefixes: Vec<(KeyGroup, Vec<u8>)> = Vec::new();
+        let mut key_of: Vec<usize> = Vec::with_capacity(n);
+        for i in 0..n {
+            if !joinable(i) {
+                key_of.push(usize::MAX);
+                continue;
+            }
+            let key = keys.rows.row(i).data();
+            let next = prefixes.len();
+            let index = *distinct.entry(key).or_insert(next);
+            if index == next {
+                let mut prefix = Vec::new();
+                key_prefix(key, &mut prefix);
+                prefixes.push((keys.key_groups[i], prefix));
+            }
+            key_of.push(index);
+        }
+        let mut order: Vec<usize> = (0..prefixes.len()).collect();
+        order.sort_unstable_by(|&a, &b| prefixes[a].cmp(&prefixes[b]));
+        let sorted: Vec<(KeyGroup, &[u8])> = order
+            .iter()
+            .map(|&k| (prefixes[k].0, prefixes[k].1.as_slice()))
+            .collect();
         let mut found: Vec<Found> = Vec::new();
-        let mut by_key: HashMap<&[u8], Range<usize>> = HashMap::new();
+        let mut found_of: Vec<usize> = Vec::new();
+        self.states[other].scan_prefixes(store, &sorted, |at, sort_key, value| {
+            if let Some(record) = self.records.decode(value)? {
+                found.push(Found {
+                    sort_key: sort_key.into(),
+                    record,
+                });
+                found_of.push(order[at]);
+            }
+            Ok(())
+        })?;
+        let mut ranges: Vec<Range<usize>> = vec![0..0; prefixes.len()];
+        let mut start = 0;
+        while start < found.len() {
+            let key = found_of[start];
+            let end = start + found_of[start..].iter().take_while(|&&k| k == key).count();
+            ranges[key] = start..end;
+            start = end;
+        }
         let mut probes: Vec<u32> = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         let mut pairs_of: Vec<Range<usize>> = Vec::with_capacity(n);
-        let mut prefix = Vec::new();
-        for i in 0..n {
+        for &key in &key_of {
             let start = probes.len();
-            if joinable(i) {
-                let key = keys.rows.row(i).data();
-                let range = match by_key.get(key) {
-                    Some(range) => range.clone(),
-                    None => {
-                        let from = found.len();
-                        key_prefix(key, &mut prefix);
-                        for item in self.states[other].scan(store, keys.key_groups[i], &prefix) {
-                            let (sort_key, value) = item?;
-                            if let Some(record) = self.records.decode(&value)? {
-                                found.push(Found { sort_key, record });
-                            }
-                        }
-                        by_key.insert(key, from..found.len());
-                        from..found.len()
-                    }
-                };
-                for j in range {
-                    probes.push(i as u32);
+            if key != usize::MAX {
+                for j in ranges[key].clone() {
+                    probes.push(pairs_of.len() as u32);
                     candidates.push(j as u32);
                 }
             }
@@ -254,6 +283,8 @@ impl RegularJoinOperator {
 
         // Each row's changes, in order.
         let mut pending: [Pending; 2] = [HashMap::new(), HashMap::new()];
+        let mut write = store.new_batch();
+        let mut value = Vec::new();
         let mut emits: Vec<(Emit, Change)> = Vec::new();
         for i in 0..n {
             let change = changes[i];
@@ -309,6 +340,17 @@ impl RegularJoinOperator {
             let mut sort_key = Vec::new();
             key_prefix(keys.rows.row(i).data(), &mut sort_key);
             sort_key.extend_from_slice(own_rows.row(i).data());
+            if appends {
+                // Each row of an append-only side is its own entry.
+                sort_key.extend_from_slice(&store.next_sequence().to_be_bytes());
+                let record = Record {
+                    count: 1,
+                    matches: matched_rows,
+                };
+                self.records.encode(&record, &mut value)?;
+                self.states[side].put(store, &mut write, key_group, &sort_key, &value)?;
+                continue;
+            }
             let sort_key = sort_key.into_boxed_slice();
             let record = match pending[side].get(&sort_key) {
                 Some((_, record)) => *record,
@@ -333,8 +375,6 @@ impl RegularJoinOperator {
             pending[side].insert(sort_key, (key_group, updated));
         }
 
-        let mut write = store.new_batch();
-        let mut value = Vec::new();
         for (s, changed) in pending.iter().enumerate() {
             for (sort_key, (key_group, record)) in changed {
                 match record {
@@ -374,6 +414,24 @@ impl RegularJoinOperator {
             .collect()
     }
 
+    /// The row in a stored sort key of `side`: after its key, and before
+    /// the sequence number of an append-only side.
+    fn row_of<'a>(&self, side: usize, sort_key: &'a [u8]) -> Result<&'a [u8]> {
+        let malformed = || OperatorError::Config("regular join: a stored row is malformed".into());
+        let key_len = sort_key
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(malformed)?;
+        let start = 4 + key_len as usize;
+        let end = if self.spec.changes[side].is_none() {
+            sort_key.len().checked_sub(8).ok_or_else(malformed)?
+        } else {
+            sort_key.len()
+        };
+        sort_key.get(start..end).ok_or_else(malformed)
+    }
+
     /// The stored record of a row of `side`, if it is there and unexpired.
     fn read(
         &self,
@@ -410,8 +468,7 @@ impl RegularJoinOperator {
             let mut rows = self.rows[other].empty_rows(candidates.len(), 0);
             for &j in candidates {
                 let row = &found[j as usize];
-                let at = row_start(&row.sort_key)?;
-                rows.push(parser.parse(&row.sort_key[at..]));
+                rows.push(parser.parse(self.row_of(other, &row.sort_key)?));
             }
             rows
         };
@@ -486,22 +543,6 @@ fn key_prefix(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
-}
-
-/// Where the row starts in a stored sort key (after its key).
-fn row_start(sort_key: &[u8]) -> Result<usize> {
-    let len = sort_key
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(|| OperatorError::Config("regular join: a stored row is malformed".into()))?;
-    let at = 4 + len as usize;
-    if at > sort_key.len() {
-        return Err(OperatorError::Config(
-            "regular join: a stored row is malformed".into(),
-        ));
-    }
-    Ok(at)
 }
 
 #[async_trait]

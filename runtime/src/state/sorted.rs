@@ -161,6 +161,30 @@ impl SortedState {
             .map(move |item| item.map(|(k, v)| (k[skip..].into(), v)))
     }
 
+    /// The entries under each of `prefixes` (key group and sort-key
+    /// prefix, in ascending order of both), with one RocksDB iterator:
+    /// `each` gets the prefix's index, the sort key and the value, prefix by
+    /// prefix, in order.
+    pub fn scan_prefixes(
+        &self,
+        store: &KeyedStateStore,
+        prefixes: &[(KeyGroup, &[u8])],
+        mut each: impl FnMut(usize, &[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let mut stored = Vec::with_capacity(prefixes.len());
+        for (key_group, prefix) in prefixes {
+            store.check_key_group(*key_group)?;
+            let mut key = Vec::new();
+            self.stored(*key_group, prefix, &mut key);
+            stored.push(key);
+        }
+        debug_assert!(stored.is_sorted(), "prefixes out of order");
+        let skip = 6;
+        store.scan_prefixes(&stored, |index, key, value| {
+            each(index, &key[skip..], value)
+        })
+    }
+
     /// The first entry of `key_group` at or after `from`, if any.
     pub fn first_from(
         &self,

@@ -235,6 +235,37 @@ impl KeyedStateStore {
             .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
+    /// The entries under each of `prefixes` (in ascending order), read
+    /// with one iterator: `each` is called with the prefix's index, key and
+    /// value, prefix by prefix, in key order. One seek per prefix on one
+    /// iterator costs much less than an iterator per prefix.
+    pub(crate) fn scan_prefixes(
+        &self,
+        prefixes: &[Vec<u8>],
+        mut each: impl FnMut(usize, &[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let Some(last) = prefixes.last() else {
+            return Ok(());
+        };
+        let mut options = ReadOptions::default();
+        if let Some(end) = prefix_end(last) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut iterator = self.db.raw_iterator_opt(options);
+        for (index, prefix) in prefixes.iter().enumerate() {
+            iterator.seek(prefix);
+            while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                each(index, key, value)?;
+                iterator.next();
+            }
+            iterator.status().map_err(|e| self.rocks(e))?;
+        }
+        Ok(())
+    }
+
     /// The first entry at or after `key`.
     pub(crate) fn seek(&self, key: &[u8]) -> Result<Option<(Box<[u8]>, Box<[u8]>)>, StateError> {
         self.db
