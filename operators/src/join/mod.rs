@@ -18,24 +18,38 @@ use headwater_runtime::EVENT_TIME_FIELD;
 use crate::error::{OperatorError, Result};
 use crate::window::keys::key_columns_of;
 
-/// Which unmatched rows a join keeps, padded with NULLs.
+/// Which rows a join emits: pairs, and which unmatched rows padded with
+/// NULLs; or, for a semi or anti join (`IN`/`EXISTS` and `NOT EXISTS`
+/// subqueries), the left rows alone that have a match or have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
     Inner,
     Left,
     Right,
     Full,
+    LeftSemi,
+    LeftAnti,
 }
 
 impl JoinType {
     /// Whether unmatched rows of `side` (0 left, 1 right) are emitted.
     pub fn keeps_unmatched(self, side: usize) -> bool {
         match self {
-            JoinType::Inner => false,
-            JoinType::Left => side == 0,
+            JoinType::Inner | JoinType::LeftSemi => false,
+            JoinType::Left | JoinType::LeftAnti => side == 0,
             JoinType::Right => side == 1,
             JoinType::Full => true,
         }
+    }
+
+    /// Whether rows of `side` that have a match are emitted alone (a semi join).
+    pub fn keeps_matched_alone(self, side: usize) -> bool {
+        self == JoinType::LeftSemi && side == 0
+    }
+
+    /// Whether joined pairs are emitted (not by a semi or anti join).
+    pub fn emits_pairs(self) -> bool {
+        !matches!(self, JoinType::LeftSemi | JoinType::LeftAnti)
     }
 }
 

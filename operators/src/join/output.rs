@@ -64,7 +64,8 @@ impl JoinOutput {
             .iter()
             .enumerate()
             .flat_map(|(side, input)| {
-                let nullable = join_type.keeps_unmatched(1 - side);
+                // A semi or anti join pads its left rows too (then drops the right's columns).
+                let nullable = join_type.keeps_unmatched(1 - side) || !join_type.emits_pairs();
                 input
                     .output_fields
                     .iter()

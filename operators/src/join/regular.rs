@@ -76,16 +76,26 @@ impl RegularJoin {
     ) -> Result<Self> {
         let output = JoinOutput::try_new(REGULAR, join_type, left, right, names, residual)?;
         let changes = [left, right].map(|input| input.schema.index_of(CHANGE_COLUMN).ok());
-        let changelog = join_type != JoinType::Inner || changes.iter().any(Option::is_some);
-        let schema = if changelog {
-            let fields = output.schema.fields();
-            let mut with_change: Vec<_> = fields[..fields.len() - 1].to_vec();
-            with_change.push(change_field());
-            with_change.push(fields[fields.len() - 1].clone());
-            Arc::new(Schema::new(with_change))
+        // Inner and semi joins of append-only inputs never retract a row.
+        let changelog = !matches!(join_type, JoinType::Inner | JoinType::LeftSemi)
+            || changes.iter().any(Option::is_some);
+        let fields = output.schema.fields();
+        let (columns, time) = fields.split_at(fields.len() - 1);
+        // A semi or anti join emits the left's columns only, as the left names them.
+        let mut emitted = if join_type.emits_pairs() {
+            columns.to_vec()
         } else {
-            output.schema.clone()
+            columns
+                .iter()
+                .zip(&left.output)
+                .map(|(f, name)| Arc::new(f.as_ref().clone().with_name(name)))
+                .collect()
         };
+        if changelog {
+            emitted.push(change_field());
+        }
+        emitted.push(time[0].clone());
+        let schema = Arc::new(Schema::new(emitted));
         Ok(RegularJoin {
             output,
             changes,
@@ -198,10 +208,18 @@ impl RegularJoinOperator {
         let n = batch.num_rows();
         let input = &self.spec.output.inputs[side];
         let join_type = self.spec.output.join_type;
+        // Which rows of each side come out alone: unmatched ones of an outer
+        // side or of an anti join, matched ones of a semi join.
         let (own_outer, other_outer) = (
             join_type.keeps_unmatched(side),
             join_type.keeps_unmatched(other),
         );
+        let (own_semi, other_semi) = (
+            join_type.keeps_matched_alone(side),
+            join_type.keeps_matched_alone(other),
+        );
+        let tracks_other = other_outer || other_semi;
+        let pairs_out = join_type.emits_pairs();
         let changes = self.changes(side, batch)?;
         let appends = self.spec.changes[side].is_none();
         let keys = self.keys[side].keys(batch)?;
@@ -308,31 +326,39 @@ impl RegularJoinOperator {
                 };
                 matched_rows += record.count;
                 let times = record.count as usize;
+                let alone = |change| std::iter::repeat_n((Emit::PaddedOther(p), change), times);
+                let pair = std::iter::repeat_n((Emit::Pair(p), change), times);
                 if adds {
-                    if other_outer && record.matches == 0 {
-                        emits.extend(std::iter::repeat_n(
-                            (Emit::PaddedOther(p), Change::Delete),
-                            times,
-                        ));
+                    // The other row's first match.
+                    if record.matches == 0 && other_outer {
+                        emits.extend(alone(Change::Delete));
                     }
-                    emits.extend(std::iter::repeat_n((Emit::Pair(p), change), times));
+                    if record.matches == 0 && other_semi {
+                        emits.extend(alone(Change::Insert));
+                    }
+                    if pairs_out {
+                        emits.extend(pair);
+                    }
                     record.matches += 1;
                 } else {
-                    emits.extend(std::iter::repeat_n((Emit::Pair(p), change), times));
+                    if pairs_out {
+                        emits.extend(pair);
+                    }
                     record.matches = record.matches.saturating_sub(1);
-                    if other_outer && record.matches == 0 {
-                        emits.extend(std::iter::repeat_n(
-                            (Emit::PaddedOther(p), Change::Insert),
-                            times,
-                        ));
+                    // The other row's last match left.
+                    if record.matches == 0 && other_outer {
+                        emits.extend(alone(Change::Insert));
+                    }
+                    if record.matches == 0 && other_semi {
+                        emits.extend(alone(Change::Delete));
                     }
                 }
-                // Only an outer side needs to know what its rows match.
-                if other_outer {
+                // Only a side whose rows come out alone needs to know what they match.
+                if tracks_other {
                     pending[other].insert(sort_key.clone(), (key_group, Some(record)));
                 }
             }
-            if !any && own_outer {
+            if (!any && own_outer) || (any && own_semi) {
                 emits.push((Emit::PaddedOwn(i), padded_change(adds)));
             }
 
@@ -521,13 +547,15 @@ impl RegularJoinOperator {
             .collect();
         let sources: Vec<&RecordBatch> = sources.iter().collect();
         let joined = interleave_record_batch(&sources, &indices)?;
-        if !self.spec.changelog {
-            return Ok(joined);
-        }
-        let change: StringArray = emits.iter().map(|(_, c)| Some(c.as_str())).collect();
         let mut columns = joined.columns().to_vec();
         let time = columns.pop().expect("the event-time column");
-        columns.push(Arc::new(change));
+        if !output.join_type.emits_pairs() {
+            columns.truncate(output.inputs[0].output_columns.len());
+        }
+        if self.spec.changelog {
+            let change: StringArray = emits.iter().map(|(_, c)| Some(c.as_str())).collect();
+            columns.push(Arc::new(change));
+        }
         columns.push(time);
         Ok(RecordBatch::try_new(self.spec.schema.clone(), columns)?)
     }

@@ -190,3 +190,25 @@ async fn rows_past_their_time_to_live_join_nothing() {
     // Rows written since are there.
     assert_eq!(join.send(0, &[(Some(1), 11, "")]).await, ["1 11 1 6"]);
 }
+
+#[tokio::test]
+async fn semi_and_anti_joins_emit_left_rows_as_their_matches_come_and_go() {
+    let mut semi = Harness::new(JoinType::LeftSemi, [false, true], None);
+    assert!(semi.send(0, &[(Some(1), 10, "")]).await.is_empty());
+    // Emitted once at its first match, retracted when the last one leaves.
+    assert_eq!(
+        semi.send(1, &[(Some(1), 5, "+I"), (Some(1), 6, "+I")])
+            .await,
+        ["1 10 +I"]
+    );
+    assert!(semi.send(1, &[(Some(1), 5, "-D")]).await.is_empty());
+    assert_eq!(semi.send(1, &[(Some(1), 6, "-D")]).await, ["1 10 -D"]);
+
+    let mut anti = Harness::new(JoinType::LeftAnti, [false, false], None);
+    assert_eq!(
+        anti.send(0, &[(Some(1), 10, ""), (None, 11, "")]).await,
+        ["1 10 +I", " 11 +I"]
+    );
+    assert_eq!(anti.send(1, &[(Some(1), 5, "")]).await, ["1 10 -D"]);
+    assert!(anti.send(0, &[(Some(1), 12, "")]).await.is_empty());
+}

@@ -34,6 +34,21 @@ impl QueryPlanner<'_> {
             PlanJoinType::Left => JoinType::Left,
             PlanJoinType::Right => JoinType::Right,
             PlanJoinType::Full => JoinType::Full,
+            // `IN (SELECT ..)` and `EXISTS (..)`, decorrelated.
+            PlanJoinType::LeftSemi => JoinType::LeftSemi,
+            PlanJoinType::LeftAnti if j.null_aware => {
+                return Err(self.unsupported(
+                    "NOT IN (SELECT ..) is not supported: a NULL in the subquery makes it \
+                     false for every row; write NOT EXISTS (SELECT .. WHERE ..) instead",
+                ));
+            }
+            PlanJoinType::LeftAnti => JoinType::LeftAnti,
+            PlanJoinType::LeftMark => {
+                return Err(self.unsupported(
+                    "IN or EXISTS subqueries under OR or NOT are not supported; use them as \
+                     conditions of the WHERE joined by AND",
+                ));
+            }
             other => {
                 return Err(self.unsupported(format!("{other} joins are not supported yet")));
             }
@@ -63,8 +78,8 @@ impl QueryPlanner<'_> {
                      inputs",
                 ));
             }
-            (Some(bounds), _, _) => Matched::Windows(bounds),
-            (None, Some(lower), Some(upper)) if !updating => {
+            (Some(bounds), _, _) if join_type.emits_pairs() => Matched::Windows(bounds),
+            (None, Some(lower), Some(upper)) if !updating && join_type.emits_pairs() => {
                 Matched::Interval(IntervalBounds { lower, upper })
             }
             // Anything else is a regular join: its time conditions, if any,
@@ -127,8 +142,20 @@ impl QueryPlanner<'_> {
                 output: stream_names(schemas[side]),
             })
             .collect();
-        let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &j.schema));
-        let names = stream_names(&j.schema);
+        // A semi or anti join's schema is its left input's: its condition
+        // sees both sides.
+        let both = if join_type.emits_pairs() {
+            j.schema.clone()
+        } else {
+            Arc::new(
+                j.left
+                    .schema()
+                    .join(j.right.schema())
+                    .map_err(|e| SqlError::datafusion(e, self.at))?,
+            )
+        };
+        let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &both));
+        let names = stream_names(&both);
         let regular = matches!(kind, Matched::Regular);
         let mut changelog = false;
         let (name, schema, factory): (_, _, OperatorFactory) = match kind {

@@ -470,9 +470,16 @@ pub(crate) async fn logical_plan(
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await
         .map_err(|e| SqlError::datafusion(e, at))?;
-    state
+    let plan = state
         .analyzer()
         .execute_and_check(plan, &ConfigOptions::default(), |_, _| {})
+        .map_err(|e| SqlError::datafusion(e, at))?;
+    // `IN` and `EXISTS` subqueries become semi and anti joins.
+    let decorrelate = datafusion::optimizer::Optimizer::with_rules(vec![Arc::new(
+        datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery::new(),
+    )]);
+    decorrelate
+        .optimize(plan, &state, |_, _| {})
         .map_err(|e| SqlError::datafusion(e, at))
 }
 

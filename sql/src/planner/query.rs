@@ -9,6 +9,7 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use headwater_operators::changelog::{CHANGE_COLUMN, Change};
 use headwater_operators::normalize::ChangelogNormalize;
 use headwater_operators::updating_aggregate::UpdatingAggregate;
 use headwater_operators::window::{WindowAggregate, WindowKind};
@@ -177,17 +178,18 @@ impl QueryPlanner<'_> {
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => {
-                let mut inputs = Vec::new();
+                let mut planned = Vec::new();
                 for input in &u.inputs {
                     let p = self.plan(input)?;
-                    let p = self.materialize(p)?;
-                    if p.updating {
-                        return Err(
-                            self.unsupported("a UNION of updating queries is not supported yet")
-                        );
-                    }
+                    planned.push(self.materialize(p)?);
+                }
+                // A UNION ALL with an updating input is a changelog: the rows
+                // of an append-only input are inserts.
+                let updating = planned.iter().any(|p| p.updating);
+                let mut inputs = Vec::new();
+                for p in planned {
                     // Inputs' columns take the union's names.
-                    let exprs = named(
+                    let mut exprs = named(
                         &p.stream
                             .schema
                             .fields()
@@ -198,6 +200,13 @@ impl QueryPlanner<'_> {
                         &DFSchema::empty(),
                         &stream_names(&u.schema),
                     );
+                    if p.updating {
+                        exprs.push(change_column());
+                    } else if updating {
+                        exprs.push(
+                            datafusion::prelude::lit(Change::Insert.as_str()).alias(CHANGE_COLUMN),
+                        );
+                    }
                     inputs.push(
                         self.dataflow
                             .project(p.stream, &exprs)
@@ -205,7 +214,9 @@ impl QueryPlanner<'_> {
                     );
                 }
                 let stream = self.dataflow.union(inputs).map_err(|e| self.failed(e))?;
-                Ok(Planned::append(stream))
+                let mut planned = Planned::append(stream);
+                planned.updating = updating;
+                Ok(planned)
             }
             LogicalPlan::Sort(_) => Err(self.unsupported(
                 "ORDER BY on an unbounded stream is not supported; use a window or a view",
