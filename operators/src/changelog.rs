@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+
+use crate::error::{OperatorError, Result};
 
 /// The column of a changelog stream that holds each row's change kind.
 pub const CHANGE_COLUMN: &str = "_change";
@@ -61,4 +64,26 @@ pub fn changelog_schema(fields: impl IntoIterator<Item = FieldRef>) -> SchemaRef
     let mut fields: Vec<FieldRef> = fields.into_iter().collect();
     fields.push(change_field());
     Arc::new(Schema::new(fields))
+}
+
+/// Each row's change in `batch`: read from its `_change` column at `column`,
+/// or `+I` for every row of an append-only stream (`None`).
+pub fn changes_of(batch: &RecordBatch, column: Option<usize>) -> Result<Vec<Change>> {
+    let Some(column) = column else {
+        return Ok(vec![Change::Insert; batch.num_rows()]);
+    };
+    let texts = batch.column(column).as_string_opt::<i32>().ok_or_else(|| {
+        OperatorError::Config(format!("the `{CHANGE_COLUMN}` column is not text"))
+    })?;
+    texts
+        .iter()
+        .map(|text| {
+            text.and_then(Change::parse).ok_or_else(|| {
+                OperatorError::Config(format!(
+                    "`{}` is not a change (+I, -U, +U, -D)",
+                    text.unwrap_or("NULL")
+                ))
+            })
+        })
+        .collect()
 }

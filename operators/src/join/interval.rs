@@ -31,7 +31,7 @@ use headwater_runtime::{BoxError, Collector, EventTime, Operator, OperatorContex
 
 use super::output::JoinOutput;
 use super::side::{SideRows, StoredRow};
-use super::{JoinInput, JoinType, ResolvedInput};
+use super::{JoinInput, JoinType, ResolvedInput, input_side};
 use crate::error::{OperatorError, Result};
 use crate::window::keys::{GroupKeys, KeyCodec};
 
@@ -125,13 +125,7 @@ impl IntervalJoin {
         subtask: &SubtaskInfo,
     ) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let inputs = &self.output.inputs;
-        let codec = |input: &ResolvedInput| {
-            KeyCodec::new(
-                input.key_columns.clone(),
-                input.key_fields.clone(),
-                subtask.max_parallelism,
-            )
-        };
+        let codec = |input: &ResolvedInput| input.key_codec(subtask.max_parallelism);
         Ok(Box::new(IntervalJoinOperator {
             keys: [codec(&inputs[0])?, codec(&inputs[1])?],
             sides: [
@@ -378,10 +372,7 @@ impl Operator for IntervalJoinOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let side = ctx.current_input;
-        if side > 1 {
-            return Err(format!("a join has two inputs, not input {side}").into());
-        }
+        let side = input_side(ctx)?;
         for joined in self.process(side, &batch, ctx)? {
             out.collect(joined).await?;
         }

@@ -5,6 +5,7 @@
 mod interval;
 mod output;
 mod regular;
+mod regular_state;
 pub(crate) mod side;
 mod window;
 
@@ -13,10 +14,11 @@ pub use regular::RegularJoin;
 pub use window::WindowJoin;
 
 use arrow::datatypes::{FieldRef, SchemaRef};
-use headwater_runtime::EVENT_TIME_FIELD;
+use arrow::row::{RowConverter, SortField};
+use headwater_runtime::{BoxError, EVENT_TIME_FIELD, OperatorContext};
 
 use crate::error::{OperatorError, Result};
-use crate::window::keys::key_columns_of;
+use crate::window::keys::{KeyCodec, key_columns_of};
 
 /// Which rows a join emits: pairs, and which unmatched rows padded with
 /// NULLs; or, for a semi or anti join (`IN`/`EXISTS` and `NOT EXISTS`
@@ -69,6 +71,35 @@ pub(crate) struct ResolvedInput {
     pub key_fields: Vec<FieldRef>,
     pub output_columns: Vec<usize>,
     pub output_fields: Vec<FieldRef>,
+}
+
+impl ResolvedInput {
+    /// The codec of this input's join key.
+    pub fn key_codec(&self, max_parallelism: u32) -> Result<KeyCodec> {
+        KeyCodec::new(
+            self.key_columns.clone(),
+            self.key_fields.clone(),
+            max_parallelism,
+        )
+    }
+
+    /// A converter of this input's output columns to Arrow's row format.
+    pub fn row_converter(&self) -> Result<RowConverter> {
+        Ok(RowConverter::new(
+            self.output_fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?)
+    }
+}
+
+/// Which input of a two-input join the batch being processed came from.
+pub(crate) fn input_side(ctx: &OperatorContext) -> std::result::Result<usize, BoxError> {
+    match ctx.current_input {
+        side @ (0 | 1) => Ok(side),
+        side => Err(format!("a join has two inputs, not input {side}").into()),
+    }
 }
 
 impl JoinInput {

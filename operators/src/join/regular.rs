@@ -28,24 +28,24 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow::buffer::NullBuffer;
 use arrow::compute::{interleave_record_batch, take};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::RowConverter;
 use async_trait::async_trait;
 use datafusion::logical_expr::Expr;
 use hashbrown::HashMap;
 use headwater_runtime::key_groups::KeyGroup;
-use headwater_runtime::state::{KeyedStateStore, SortedState, StateDescriptor};
+use headwater_runtime::state::{SortedState, StateDescriptor};
 use headwater_runtime::time::event_time_column;
 use headwater_runtime::{BoxError, Collector, Operator, OperatorContext, SubtaskInfo};
-use serde::{Deserialize, Serialize};
 
 use super::output::{JoinOutput, REGULAR};
-use super::{JoinInput, JoinType, ResolvedInput};
-use crate::changelog::{CHANGE_COLUMN, Change, change_field};
-use crate::error::{OperatorError, Result};
+use super::regular_state::{Found, Probe, Record, SideState};
+use super::{JoinInput, JoinType, ResolvedInput, input_side};
+use crate::changelog::{CHANGE_COLUMN, Change, change_field, changes_of};
+use crate::error::Result;
 use crate::window::keys::KeyCodec;
 
 /// A regular join of two keyed streams; run it behind a hash exchange of
@@ -121,28 +121,17 @@ impl RegularJoin {
         subtask: &SubtaskInfo,
     ) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let inputs = &self.output.inputs;
-        let codec = |input: &ResolvedInput| {
-            KeyCodec::new(
-                input.key_columns.clone(),
-                input.key_fields.clone(),
-                subtask.max_parallelism,
-            )
-        };
-        let rows = |input: &ResolvedInput| {
-            RowConverter::new(
-                input
-                    .output_fields
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )
-        };
-        let state = |name: &str| {
+        let codec = |input: &ResolvedInput| input.key_codec(subtask.max_parallelism);
+        let rows = |input: &ResolvedInput| input.row_converter();
+        let state = |name: &str, side: usize| {
             let state = SortedState::unregistered(name);
-            if self.ttl.is_some() {
-                state.with_ttl()
-            } else {
-                state
+            SideState {
+                state: if self.ttl.is_some() {
+                    state.with_ttl()
+                } else {
+                    state
+                },
+                appends: self.changes[side].is_none(),
             }
         };
         let mut records = StateDescriptor::new("regular-join.rows");
@@ -152,26 +141,14 @@ impl RegularJoin {
         Ok(Box::new(RegularJoinOperator {
             keys: [codec(&inputs[0])?, codec(&inputs[1])?],
             rows: [rows(&inputs[0])?, rows(&inputs[1])?],
-            states: [state("regular-join.left"), state("regular-join.right")],
+            sides: [
+                state("regular-join.left", 0),
+                state("regular-join.right", 1),
+            ],
             records,
             spec: self.clone(),
         }))
     }
-}
-
-/// What a side keeps of one distinct row.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct Record {
-    /// How many times the row is there.
-    count: u64,
-    /// How many rows of the other side it joins (counted with theirs).
-    matches: u64,
-}
-
-/// A row of the other side, found by a probe.
-struct Found {
-    sort_key: Box<[u8]>,
-    record: Record,
 }
 
 /// Where an emitted row comes from: a joined pair, an input row padded
@@ -188,7 +165,7 @@ struct RegularJoinOperator {
     keys: [KeyCodec; 2],
     /// Each side's output columns in the row format.
     rows: [RowConverter; 2],
-    states: [SortedState; 2],
+    sides: [SideState; 2],
     records: StateDescriptor<Record>,
 }
 
@@ -220,8 +197,7 @@ impl RegularJoinOperator {
         );
         let tracks_other = other_outer || other_semi;
         let pairs_out = join_type.emits_pairs();
-        let changes = self.changes(side, batch)?;
-        let appends = self.spec.changes[side].is_none();
+        let changes = changes_of(batch, self.spec.changes[side])?;
         let keys = self.keys[side].keys(batch)?;
         // A row with a NULL key joins nothing.
         let nulls = input.key_columns.iter().fold(None, |nulls, &c| {
@@ -239,60 +215,24 @@ impl RegularJoinOperator {
         // The other side's rows of each distinct key in the batch, read in
         // key order with one iterator, and a candidate pair for each row and
         // each of them.
-        let mut distinct: HashMap<&[u8], usize> = HashMap::new();
-        let mut prefixes: Vec<(KeyGroup, Vec<u8>)> = Vec::new();
-        let mut key_of: Vec<usize> = Vec::with_capacity(n);
-        for i in 0..n {
-            if !joinable(i) {
-                key_of.push(usize::MAX);
-                continue;
-            }
-            let key = keys.rows.row(i).data();
-            let next = prefixes.len();
-            let index = *distinct.entry(key).or_insert(next);
-            if index == next {
-                let mut prefix = Vec::new();
-                key_prefix(key, &mut prefix);
-                prefixes.push((keys.key_groups[i], prefix));
-            }
-            key_of.push(index);
-        }
-        let mut order: Vec<usize> = (0..prefixes.len()).collect();
-        order.sort_unstable_by(|&a, &b| prefixes[a].cmp(&prefixes[b]));
-        let sorted: Vec<(KeyGroup, &[u8])> = order
-            .iter()
-            .map(|&k| (prefixes[k].0, prefixes[k].1.as_slice()))
-            .collect();
-        let mut found: Vec<Found> = Vec::new();
-        let mut found_of: Vec<usize> = Vec::new();
-        self.states[other].scan_prefixes(store, &sorted, |at, sort_key, value| {
-            if let Some(record) = self.records.decode(value)? {
-                found.push(Found {
-                    sort_key: sort_key.into(),
-                    record,
-                });
-                found_of.push(order[at]);
-            }
-            Ok(())
-        })?;
-        let mut ranges: Vec<Range<usize>> = vec![0..0; prefixes.len()];
-        let mut start = 0;
-        while start < found.len() {
-            let key = found_of[start];
-            let end = start + found_of[start..].iter().take_while(|&&k| k == key).count();
-            ranges[key] = start..end;
-            start = end;
-        }
+        let Probe {
+            found,
+            found_of_row,
+        } = self.sides[other].probe(
+            store,
+            &self.records,
+            &keys.rows,
+            &keys.key_groups,
+            joinable,
+        )?;
         let mut probes: Vec<u32> = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         let mut pairs_of: Vec<Range<usize>> = Vec::with_capacity(n);
-        for &key in &key_of {
+        for (i, range) in found_of_row.into_iter().enumerate() {
             let start = probes.len();
-            if key != usize::MAX {
-                for j in ranges[key].clone() {
-                    probes.push(pairs_of.len() as u32);
-                    candidates.push(j as u32);
-                }
+            for j in range {
+                probes.push(i as u32);
+                candidates.push(j as u32);
             }
             pairs_of.push(start..probes.len());
         }
@@ -363,24 +303,24 @@ impl RegularJoinOperator {
             }
 
             // The row itself.
-            let mut sort_key = Vec::new();
-            key_prefix(keys.rows.row(i).data(), &mut sort_key);
-            sort_key.extend_from_slice(own_rows.row(i).data());
-            if appends {
+            let own_side = &self.sides[side];
+            let sort_key =
+                own_side.sort_key(store, keys.rows.row(i).data(), own_rows.row(i).data());
+            if own_side.appends {
                 // Each row of an append-only side is its own entry.
-                sort_key.extend_from_slice(&store.next_sequence().to_be_bytes());
                 let record = Record {
                     count: 1,
                     matches: matched_rows,
                 };
                 self.records.encode(&record, &mut value)?;
-                self.states[side].put(store, &mut write, key_group, &sort_key, &value)?;
+                own_side
+                    .state
+                    .put(store, &mut write, key_group, &sort_key, &value)?;
                 continue;
             }
-            let sort_key = sort_key.into_boxed_slice();
             let record = match pending[side].get(&sort_key) {
                 Some((_, record)) => *record,
-                None => self.read(store, key_group, &sort_key, side)?,
+                None => own_side.read(store, &self.records, key_group, &sort_key)?,
             };
             let updated = if adds {
                 let count = record.map_or(0, |r| r.count) + 1;
@@ -406,9 +346,13 @@ impl RegularJoinOperator {
                 match record {
                     Some(record) => {
                         self.records.encode(record, &mut value)?;
-                        self.states[s].put(store, &mut write, *key_group, sort_key, &value)?;
+                        self.sides[s]
+                            .state
+                            .put(store, &mut write, *key_group, sort_key, &value)?;
                     }
-                    None => self.states[s].delete(store, &mut write, *key_group, sort_key)?,
+                    None => self.sides[s]
+                        .state
+                        .delete(store, &mut write, *key_group, sort_key)?,
                 }
             }
         }
@@ -417,59 +361,6 @@ impl RegularJoinOperator {
             return Ok(None);
         }
         self.emit(side, batch, own, &pairs, &emits).map(Some)
-    }
-
-    /// Each row's change: `+I` for every row of an append-only input.
-    fn changes(&self, side: usize, batch: &RecordBatch) -> Result<Vec<Change>> {
-        let Some(column) = self.spec.changes[side] else {
-            return Ok(vec![Change::Insert; batch.num_rows()]);
-        };
-        let texts = batch.column(column).as_string_opt::<i32>().ok_or_else(|| {
-            OperatorError::Config(format!("the join's `{CHANGE_COLUMN}` column is not text"))
-        })?;
-        texts
-            .iter()
-            .map(|text| {
-                text.and_then(Change::parse).ok_or_else(|| {
-                    OperatorError::Config(format!(
-                        "`{}` is not a change (+I, -U, +U, -D)",
-                        text.unwrap_or("NULL")
-                    ))
-                })
-            })
-            .collect()
-    }
-
-    /// The row in a stored sort key of `side`: after its key, and before
-    /// the sequence number of an append-only side.
-    fn row_of<'a>(&self, side: usize, sort_key: &'a [u8]) -> Result<&'a [u8]> {
-        let malformed = || OperatorError::Config("regular join: a stored row is malformed".into());
-        let key_len = sort_key
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(malformed)?;
-        let start = 4 + key_len as usize;
-        let end = if self.spec.changes[side].is_none() {
-            sort_key.len().checked_sub(8).ok_or_else(malformed)?
-        } else {
-            sort_key.len()
-        };
-        sort_key.get(start..end).ok_or_else(malformed)
-    }
-
-    /// The stored record of a row of `side`, if it is there and unexpired.
-    fn read(
-        &self,
-        store: &KeyedStateStore,
-        key_group: KeyGroup,
-        sort_key: &[u8],
-        side: usize,
-    ) -> Result<Option<Record>> {
-        match self.states[side].get(store, key_group, sort_key)? {
-            Some(value) => Ok(self.records.decode(&value)?),
-            None => Ok(None),
-        }
     }
 
     /// The joined row of each candidate pair: row `probes[p]` of `batch`
@@ -489,16 +380,7 @@ impl RegularJoinOperator {
             .map(|c| take(c, &probes, None))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let other = 1 - side;
-        let parser = self.rows[other].parser();
-        let found_rows: Rows = {
-            let mut rows = self.rows[other].empty_rows(candidates.len(), 0);
-            for &j in candidates {
-                let row = &found[j as usize];
-                rows.push(parser.parse(self.row_of(other, &row.sort_key)?));
-            }
-            rows
-        };
-        let other_columns = self.rows[other].convert_rows(&found_rows)?;
+        let other_columns = self.sides[other].decode(&self.rows[other], found, candidates)?;
         let times = take(event_time_column(batch)?, &probes, None)?;
         let (left, right) = if side == 0 {
             (own_columns, other_columns)
@@ -566,13 +448,6 @@ fn padded_change(adds: bool) -> Change {
     if adds { Change::Insert } else { Change::Delete }
 }
 
-/// `key length | key`: the prefix of every row of one key.
-fn key_prefix(key: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-}
-
 #[async_trait]
 impl Operator for RegularJoinOperator {
     async fn open(&mut self, ctx: &mut OperatorContext) -> std::result::Result<(), BoxError> {
@@ -589,10 +464,7 @@ impl Operator for RegularJoinOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let side = ctx.current_input;
-        if side > 1 {
-            return Err(format!("a join has two inputs, not input {side}").into());
-        }
+        let side = input_side(ctx)?;
         if let Some(joined) = self.process(side, &batch, ctx)? {
             out.collect(joined).await?;
         }

@@ -189,7 +189,7 @@ impl SideRows {
 }
 
 /// `key length | key`: the prefix of every row of one key.
-fn key_prefix(key: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn key_prefix(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);

@@ -25,7 +25,7 @@ use headwater_runtime::{BoxError, Collector, EventTime, Operator, OperatorContex
 
 use super::output::JoinOutput;
 use super::side::{SideRows, StoredRow};
-use super::{JoinInput, JoinType, ResolvedInput};
+use super::{JoinInput, JoinType, ResolvedInput, input_side};
 use crate::error::{OperatorError, Result};
 use crate::window::keys::{GroupKeys, KeyCodec};
 
@@ -88,13 +88,7 @@ impl WindowJoin {
         subtask: &SubtaskInfo,
     ) -> std::result::Result<Box<dyn Operator>, BoxError> {
         let inputs = &self.output.inputs;
-        let codec = |input: &ResolvedInput| {
-            KeyCodec::new(
-                input.key_columns.clone(),
-                input.key_fields.clone(),
-                subtask.max_parallelism,
-            )
-        };
+        let codec = |input: &ResolvedInput| input.key_codec(subtask.max_parallelism);
         Ok(Box::new(WindowJoinOperator {
             keys: [codec(&inputs[0])?, codec(&inputs[1])?],
             sides: [
@@ -324,10 +318,7 @@ impl Operator for WindowJoinOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let side = ctx.current_input;
-        if side > 1 {
-            return Err(format!("a join has two inputs, not input {side}").into());
-        }
+        let side = input_side(ctx)?;
         if let Some(padded) = self.process(side, &batch, ctx)? {
             out.collect(padded).await?;
         }
