@@ -2,7 +2,7 @@
 //! window, both deduplications (keep-first into a file, keep-last into a
 //! view), a left outer interval join, a window join, a window top-N and
 //! regular joins (of append-only inputs into a file, of two updating
-//! aggregates into a view), keyed by a small BIGINT, a VARCHAR and both (the
+//! aggregates into a view), a left temporal join against a view, keyed by a small BIGINT, a VARCHAR and both (the
 //! interval join by an expression too).
 //!
 //! The real binary runs one SQL job of five queries and a materialized view
@@ -61,6 +61,9 @@ CREATE TABLE top_n_out (event_id VARCHAR, k_int BIGINT, window_start TIMESTAMP(3
 WITH ('connector' = 'filesystem', 'path' = 'out/top_n', 'format' = 'json');
 CREATE TABLE regular_join_out (event_id VARCHAR, k_int BIGINT, amount BIGINT)
 WITH ('connector' = 'filesystem', 'path' = 'out/regular_join', 'format' = 'json');
+CREATE TABLE temporal_out (event_id VARCHAR, version_id VARCHAR, k_int BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out/temporal', 'format' = 'json');
+CREATE VIEW versions AS SELECT event_id, k_int, k_str, ts FROM events WHERE amount % 3 = 0;
 
 INSERT INTO tumble_out
 SELECT k_int, window_start, window_end, count(*), sum(amount)
@@ -113,6 +116,11 @@ INSERT INTO regular_join_out
 SELECT a.event_id, a.k_int, b.amount
 FROM events a JOIN events b ON a.event_id = b.event_id AND a.k_int = b.k_int
 WHERE a.amount % 4 = 0;
+
+INSERT INTO temporal_out
+SELECT a.event_id, v.event_id, a.k_int
+FROM events a
+LEFT JOIN versions FOR SYSTEM_TIME AS OF a.ts AS v ON a.k_int = v.k_int AND a.k_str = v.k_str;
 
 CREATE MATERIALIZED VIEW joined WITH (primary_key = 'k_int, k_str') AS
 SELECT t.k_int, t.k_str, t.n, m.top
@@ -340,6 +348,7 @@ fn committed_files(dir: &Path) -> usize {
         "window_join",
         "top_n",
         "regular_join",
+        "temporal",
     ]
     .iter()
     .flat_map(|p| {
@@ -475,6 +484,7 @@ fn check(dir: &Path, events: &[Event], late: &HashSet<String>, scenario: &str) {
     rescale_join::check_window_join(dir, events, late, scenario);
     rescale_join::check_top_n(dir, events, late, scenario);
     rescale_join::check_regular_join(dir, events, scenario);
+    rescale_join::check_temporal_join(dir, events, late, scenario);
 }
 
 #[test]

@@ -75,6 +75,13 @@ pub async fn run_batch(
     let mut results = std::collections::BTreeMap::new();
     for statement in crate::script::read_script(sql)? {
         let at = statement.start;
+        if let Some(clause) = statement.temporal_clauses.first() {
+            // DataFusion would read it as a join of every version.
+            return Err(SqlError::unsupported(
+                clause.at,
+                "a batch query cannot run a temporal join (FOR SYSTEM_TIME AS OF)",
+            ));
+        }
         if statement.lead.starts_with("CREATE TABLE") {
             let def = TableDef::from_statement(&statement, &ctx)?;
             let batches = read_table(&def).map_err(|e| SqlError::invalid(at, e))?;

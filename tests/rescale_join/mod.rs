@@ -1,11 +1,13 @@
-//! The rescale matrix's interval, window and regular joins, window top-N and views,
+//! The rescale matrix's interval, window, regular and temporal joins, window top-N and views,
 //! checked against plain-Rust references.
 
 mod regular;
+mod temporal;
 mod top_n;
 mod views;
 
 pub use regular::check_regular_join;
+pub use temporal::check_temporal_join;
 pub use top_n::check_top_n;
 pub use views::{check_joined, check_latest, check_view};
 

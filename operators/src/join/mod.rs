@@ -7,10 +7,12 @@ mod output;
 mod regular;
 mod regular_state;
 pub(crate) mod side;
+mod temporal;
 mod window;
 
 pub use interval::{IntervalBounds, IntervalJoin};
 pub use regular::RegularJoin;
+pub use temporal::TemporalJoin;
 pub use window::WindowJoin;
 
 use arrow::datatypes::{FieldRef, SchemaRef};

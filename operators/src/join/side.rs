@@ -17,6 +17,7 @@ use headwater_runtime::state::{
 use crate::error::{OperatorError, Result};
 
 /// A row read back from a side's state.
+#[derive(Clone)]
 pub(crate) struct StoredRow {
     /// Where it is stored (its sort key).
     pub sort_key: Box<[u8]>,
@@ -114,6 +115,18 @@ impl SideRows {
         Ok(())
     }
 
+    /// Deletes the stored row at `sort_key`.
+    pub fn delete(
+        &mut self,
+        store: &KeyedStateStore,
+        write: &mut StateWriteBatch,
+        key_group: KeyGroup,
+        sort_key: &[u8],
+    ) -> Result<()> {
+        self.state.delete(store, write, key_group, sort_key)?;
+        Ok(())
+    }
+
     /// The rows of `key` with event times in `from..=to`, earliest first.
     pub fn range(
         &mut self,
@@ -162,7 +175,7 @@ impl SideRows {
         let mut expired = Vec::new();
         self.range(store, key_group, key, time, time, &mut expired)?;
         for row in &expired {
-            self.state.delete(store, write, key_group, &row.sort_key)?;
+            self.delete(store, write, key_group, &row.sort_key)?;
         }
         Ok(expired)
     }

@@ -253,8 +253,10 @@ impl QueryPlanner<'_> {
         Ok(Planned {
             key: Some(keys),
             updating,
-            // Keep-first passes rows on as they are, in their time.
-            time: if updating { None } else { input.time },
+            // Keep-first passes rows on as they are, in their time; keep-last's
+            // rows are versions at their event time (a versioned view, as
+            // Flink's, that a temporal join can look up).
+            time: input.time,
             ..Planned::append(stream)
         })
     }

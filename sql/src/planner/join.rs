@@ -5,7 +5,9 @@
 //! (`a.window_start = b.window_start AND a.window_end = b.window_end`) is a
 //! window join. Any other join is a regular join: its rows stay in state
 //! (bounded by `table.exec.state.ttl`), it takes updating inputs, and it
-//! emits a changelog unless it is an inner join of append-only inputs. The
+//! emits a changelog unless it is an inner join of append-only inputs. A
+//! join of a table `FOR SYSTEM_TIME AS OF` the left's time is a temporal
+//! join (see `temporal_join.rs`). The
 //! condition is split into equal keys (the exchange and the state key), the
 //! time interval or the windows, and a residual predicate on joined rows.
 
@@ -17,7 +19,7 @@ use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, ExprSchemable, Join, JoinType as PlanJoinType, Operator,
 };
 use headwater_operators::join::{
-    IntervalBounds, IntervalJoin, JoinInput, JoinType, RegularJoin, WindowJoin,
+    IntervalBounds, IntervalJoin, JoinInput, JoinType, RegularJoin, TemporalJoin, WindowJoin,
 };
 use headwater_runtime::graph::OperatorFactory;
 
@@ -53,6 +55,7 @@ impl QueryPlanner<'_> {
                 return Err(self.unsupported(format!("{other} joins are not supported yet")));
             }
         };
+        let temporal = self.temporal_clause(j)?;
         let left = self.plan(&j.left)?;
         let left = self.materialize(left)?;
         let right = self.plan(&j.right)?;
@@ -71,6 +74,23 @@ impl QueryPlanner<'_> {
             _ => None,
         };
         let kind = match (window, condition.lower, condition.upper) {
+            // `FOR SYSTEM_TIME AS OF`: its time conditions filter the pairs.
+            _ if temporal.is_some() => {
+                let right_keys: Vec<Expr> = condition.keys.iter().map(|k| k[1].clone()).collect();
+                let clause = temporal.expect("a temporal clause");
+                self.check_temporal(
+                    clause,
+                    join_type,
+                    &left,
+                    &right,
+                    schemas[0],
+                    &right_keys,
+                    schemas[1],
+                )?;
+                let times = std::mem::take(&mut condition.time_conjuncts);
+                condition.residual.extend(times);
+                Matched::Temporal
+            }
             (Some(_), _, _) if updating => {
                 return Err(self.unsupported(
                     "a window join of an updating query (an aggregate, keep-last deduplication \
@@ -157,6 +177,7 @@ impl QueryPlanner<'_> {
         let residual = conjunction(condition.residual).map(|e| stream_expr(&e, &both));
         let names = stream_names(&both);
         let regular = matches!(kind, Matched::Regular);
+        let temporal_join = matches!(kind, Matched::Temporal);
         let mut changelog = false;
         let (name, schema, factory): (_, _, OperatorFactory) = match kind {
             Matched::Regular => {
@@ -173,6 +194,22 @@ impl QueryPlanner<'_> {
                 let schema = operator.output_schema();
                 (
                     "join",
+                    schema,
+                    Arc::new(move |subtask| operator.operator(subtask)),
+                )
+            }
+            Matched::Temporal => {
+                let operator = TemporalJoin::try_new(
+                    join_type,
+                    &join_inputs[0],
+                    &join_inputs[1],
+                    &names,
+                    residual.as_ref(),
+                )
+                .map_err(|e| self.failed(e.to_string()))?;
+                let schema = operator.output_schema();
+                (
+                    "temporal_join",
                     schema,
                     Arc::new(move |subtask| operator.operator(subtask)),
                 )
@@ -228,6 +265,15 @@ impl QueryPlanner<'_> {
             .map_err(|e| self.failed(e))?;
         let mut planned = Planned::append(stream);
         planned.updating = changelog;
+        if temporal_join {
+            // Each row keeps its left row's event time: a time attribute.
+            let left_names = stream_names(schemas[0]);
+            planned.time = left
+                .time
+                .as_ref()
+                .and_then(|t| left_names.iter().position(|n| n == t))
+                .map(|i| names[i].clone());
+        }
         if regular && changelog {
             // Rows of keyed inputs are told apart by both keys.
             planned.key = match (&left.key, &right.key) {
@@ -266,6 +312,8 @@ enum Matched {
     Windows([WindowColumns; 2]),
     Interval(IntervalBounds),
     Regular,
+    /// `FOR SYSTEM_TIME AS OF`: each left row joins the version of its time.
+    Temporal,
 }
 
 /// A join condition taken apart.

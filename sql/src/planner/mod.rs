@@ -10,6 +10,7 @@ mod join;
 mod named_views;
 mod options;
 mod query;
+mod temporal_join;
 mod top_n;
 mod windowing;
 
@@ -298,7 +299,7 @@ async fn pipeline(
                 mut stream,
                 updating,
                 ..
-            } = query::plan_query(dataflow, input, at)?;
+            } = query::plan_query(dataflow, input, at, &statement.temporal_clauses)?;
             if !table.def.primary_key.is_empty() {
                 // Every change of a key goes through one sink subtask, in order.
                 stream.partitioning =
@@ -323,7 +324,8 @@ async fn pipeline(
         LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
         query_plan => {
             dataflow.begin_statement(&print_scope);
-            let stream = query::plan_query(dataflow, query_plan, at)?.stream;
+            let stream =
+                query::plan_query(dataflow, query_plan, at, &statement.temporal_clauses)?.stream;
             dataflow
                 .sink(stream, &StdoutSink::json())
                 .map_err(|e| SqlError::plan(at, e))
@@ -352,7 +354,7 @@ async fn materialized_view(
     let query = sqlparser::ast::Statement::Query(create.query);
     let plan = logical_plan(ctx, query, at).await?;
     dataflow.begin_statement(&format!("view:{name}"));
-    let query = query::plan_query(dataflow, &plan, at)?;
+    let query = query::plan_query(dataflow, &plan, at, &statement.temporal_clauses)?;
     let key = match (declared, query.key) {
         (Some(declared), Some(derived)) if query.updating && declared != derived => {
             return Err(SqlError::unsupported(

@@ -22,6 +22,13 @@ pub async fn create_view(
     statement: &ScriptStatement,
 ) -> Result<String, SqlError> {
     let at = statement.start;
+    if let Some(clause) = statement.temporal_clauses.first() {
+        return Err(SqlError::unsupported(
+            clause.at,
+            "a temporal join (FOR SYSTEM_TIME AS OF) in a CREATE VIEW is not supported yet; \
+             write the join in the INSERT or the materialized view that reads the view",
+        ));
+    }
     let Statement::CreateView(create) = super::parse(statement)? else {
         return Err(SqlError::invalid(
             at,

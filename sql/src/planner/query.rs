@@ -23,6 +23,7 @@ pub(super) use super::windowing::{PendingWindow, WindowColumns};
 use crate::catalog::{DeclaredTable, WindowedTable, downcast};
 use crate::connectors;
 use crate::error::{Position, SqlError};
+use crate::script::TemporalClause;
 
 /// A stream, and the window function it is cut by until its `GROUP BY`.
 pub(super) struct Planned {
@@ -65,11 +66,13 @@ pub(super) fn plan_query(
     dataflow: &mut Dataflow,
     plan: &LogicalPlan,
     at: Position,
+    temporal: &[TemporalClause],
 ) -> Result<QueryStream, SqlError> {
     let mut planner = QueryPlanner {
         dataflow,
         at,
         row_limits: Vec::new(),
+        temporal,
     };
     let planned = planner.plan(plan)?;
     let planned = planner.materialize(planned)?;
@@ -86,6 +89,8 @@ pub(super) struct QueryPlanner<'a> {
     /// `ROW_NUMBER()` columns that a filter limits, and the limits:
     /// deduplications (1) and top-Ns.
     pub row_limits: Vec<(String, u64)>,
+    /// The statement's `FOR SYSTEM_TIME AS OF` clauses (temporal joins).
+    pub temporal: &'a [TemporalClause],
 }
 
 impl QueryPlanner<'_> {

@@ -2,7 +2,8 @@
 //! parts of Flink's dialect that sqlparser does not know lifted out before it
 //! parses: a table's `WITH (..)` options and its `WATERMARK FOR` clause, and
 //! the `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), ..))` form of window functions,
-//! and the clauses of `JSON_VALUE` and `JSON_QUERY`.
+//! the clauses of `JSON_VALUE` and `JSON_QUERY`, and a temporal join's
+//! `FOR SYSTEM_TIME AS OF`.
 //!
 //! Lifted text is replaced by spaces, never removed, so every line and column
 //! sqlparser and DataFusion report is still the place in the user's file.
@@ -18,10 +19,12 @@ use crate::error::{Position, SqlError};
 
 mod json;
 mod table;
+mod temporal;
 mod windows;
 
 use json::lift_json_clauses;
 use table::{TableClauses, lift_table_clauses};
+use temporal::lift_temporal_clauses;
 use windows::lift_window_table_functions;
 
 /// One statement of a script.
@@ -42,6 +45,8 @@ pub struct ScriptStatement {
     pub metadata: Vec<MetadataClause>,
     /// Lifted clauses of `JSON_VALUE`/`JSON_QUERY` calls.
     pub json_clauses: Vec<JsonClauses>,
+    /// `FOR SYSTEM_TIME AS OF` clauses of temporal joins.
+    pub temporal_clauses: Vec<TemporalClause>,
     /// Tokens of the statement (no whitespace), for checks that need a place.
     pub tokens: Vec<TokenWithSpan>,
 }
@@ -53,6 +58,24 @@ pub struct JsonClauses {
     /// Where the function's name is.
     pub at: Position,
     pub arguments: Vec<String>,
+}
+
+/// `table FOR SYSTEM_TIME AS OF time [AS alias]`: the join of `table` (by
+/// its alias, if it has one) is a temporal join at `time`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemporalClause {
+    pub table: String,
+    pub alias: Option<String>,
+    /// The time column's name parts (`o`, `order_time`).
+    pub time: Vec<String>,
+    pub at: Position,
+}
+
+impl TemporalClause {
+    /// The name the versioned table goes by in the query.
+    pub fn name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.table)
+    }
 }
 
 /// A value of a `WITH` option, and where it is.
@@ -172,6 +195,7 @@ fn statement(
     }
     lift_window_table_functions(&tokens, &mut blank);
     let json_clauses = lift_json_clauses(&tokens, &mut blank)?;
+    let temporal_clauses = lift_temporal_clauses(&tokens, &mut blank)?;
     // Blanking keeps every (line, column) but not byte offsets (a multi-byte
     // character becomes one space): offsets are taken in the text as it is.
     for (from, to) in blank {
@@ -194,6 +218,7 @@ fn statement(
         watermark: clauses.watermark,
         metadata: clauses.metadata,
         json_clauses,
+        temporal_clauses,
         tokens,
     })
 }
