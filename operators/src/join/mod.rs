@@ -8,6 +8,7 @@ mod regular;
 mod regular_state;
 pub(crate) mod side;
 mod temporal;
+mod temporal_state;
 mod window;
 
 pub use interval::{IntervalBounds, IntervalJoin};

@@ -17,7 +17,6 @@ use headwater_runtime::state::{
 use crate::error::{OperatorError, Result};
 
 /// A row read back from a side's state.
-#[derive(Clone)]
 pub(crate) struct StoredRow {
     /// Where it is stored (its sort key).
     pub sort_key: Box<[u8]>,

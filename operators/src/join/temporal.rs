@@ -7,13 +7,12 @@
 //! of its key (`+I`, `+U`, or any row of an append-only input), or, for `-D`,
 //! the end of the key's versions from that time on; `-U` rows are skipped,
 //! as the `+U` after them is the new version. Both sides' rows live in keyed
-//! state by key and time ([`super::side`]; a version's flag byte marks a
-//! deletion). A left row waits until the watermark (the lesser of both
-//! inputs') passes its time, so every version up to it has arrived; then it
-//! is joined, and emitted with its own event time, so the output is
-//! append-only and keeps the left's time attribute. A version is dropped
-//! once the watermark passes a later version of its key, as no left row
-//! still to come can join it.
+//! state ([`super::temporal_state`]): a left row waits until the watermark
+//! (the lesser of both inputs') passes its time, so every version up to it
+//! has arrived; then it is joined, and emitted with its own event time, so
+//! the output is append-only and keeps the left's time attribute. A version
+//! is dropped once the watermark passes a later version of its key, as no
+//! left row still to come can join it.
 //!
 //! A late left row (at or behind the watermark) joins the versions that are
 //! stored at once.
@@ -23,25 +22,26 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow::buffer::NullBuffer;
-use arrow::compute::{filter_record_batch, take};
+use arrow::compute::{filter_record_batch, interleave_record_batch, take};
 use arrow::datatypes::SchemaRef;
+use arrow::row::RowConverter;
 use async_trait::async_trait;
 use datafusion::logical_expr::Expr;
+use hashbrown::HashMap;
 use headwater_runtime::key_groups::KeyGroup;
 use headwater_runtime::state::{KeyedStateStore, Timer, TimerService};
 use headwater_runtime::time::event_time_column;
 use headwater_runtime::{BoxError, Collector, EventTime, Operator, OperatorContext, SubtaskInfo};
 
 use super::output::JoinOutput;
-use super::side::{SideRows, StoredRow};
+use super::temporal_state::{Version, Versions, WaitingRow, WaitingRows, current_at, superseded};
 use super::{JoinInput, JoinType, input_side};
 use crate::changelog::{CHANGE_COLUMN, Change, changes_of};
 use crate::error::{OperatorError, Result};
 use crate::window::keys::{GroupKeys, KeyCodec};
 
-/// The timers' namespaces: a left row's time, or a version's.
-const LEFT_ROWS: u8 = 0;
-const VERSION: u8 = 1;
+/// How many left rows are joined at a time when the watermark passes them.
+const CHUNK: usize = 8192;
 
 /// An event-time temporal join of an append-only left stream and a
 /// versioned right stream, both hashed on the join key.
@@ -99,11 +99,11 @@ impl TemporalJoin {
                 inputs[0].key_codec(subtask.max_parallelism)?,
                 inputs[1].key_codec(subtask.max_parallelism)?,
             ],
-            sides: [
-                SideRows::new("temporal-join.left", &inputs[0].output_fields)?,
-                SideRows::new("temporal-join.versions", &inputs[1].output_fields)?,
-            ],
+            rows: [inputs[0].row_converter()?, inputs[1].row_converter()?],
+            waiting: WaitingRows::new(),
+            versions: Versions::new(),
             timers: None,
+            fired: None,
             spec: self.clone(),
         }))
     }
@@ -112,17 +112,14 @@ impl TemporalJoin {
 struct TemporalJoinOperator {
     spec: TemporalJoin,
     keys: [KeyCodec; 2],
-    /// Waiting left rows, and the versions (flagged: a deletion).
-    sides: [SideRows; 2],
-    /// When a key's left rows are due, and when its older versions go.
+    /// Each side's output columns in the row format.
+    rows: [RowConverter; 2],
+    waiting: WaitingRows,
+    versions: Versions,
+    /// When a key's versions may be superseded: a timer at each version's time.
     timers: Option<TimerService>,
-}
-
-/// Left rows to join, each with the version it joins (if any).
-#[derive(Default)]
-struct Due {
-    left: Vec<StoredRow>,
-    versions: Vec<Option<StoredRow>>,
+    /// The watermark up to which the waiting rows have been joined.
+    fired: Option<i64>,
 }
 
 impl TemporalJoinOperator {
@@ -155,51 +152,53 @@ impl TemporalJoinOperator {
             .iter()
             .map(|&c| batch.column(c).clone())
             .collect();
-        let rows = self.sides[side].encode(&own)?;
+        let rows = self.rows[side].convert_columns(&own)?;
         let store = ctx.keyed_state()?;
         let mut write = store.new_batch();
         let mut timer_keys = GroupKeys::new();
         let mut registered: HashSet<(usize, i64)> = HashSet::new();
-        let mut late = Due::default();
+        let mut late: Vec<WaitingRow> = Vec::new();
         // Left rows that join nothing at once: NULL keys of a left join.
         let mut padded: Vec<u32> = Vec::new();
         let timers = self.timers.as_mut().expect("opened");
-        for i in 0..n {
+        for (i, &change) in changes.iter().enumerate() {
             if !joinable(i) {
                 if side == 0 && self.spec.output.join_type == JoinType::Left {
                     padded.push(i as u32);
                 }
                 continue;
             }
-            if changes[i] == Change::UpdateBefore {
+            if change == Change::UpdateBefore {
                 continue;
             }
             let (key, key_group, time) = (keys.rows.row(i), keys.key_groups[i], times.value(i));
-            if side == 0 && time <= watermark {
-                let version =
-                    latest_version(&mut self.sides[1], store, key_group, key.data(), time)?;
-                late.left.push(StoredRow {
-                    sort_key: Box::new([]),
-                    time,
-                    matched: false,
-                    value: [&[0u8][..], rows.row(i).data()].concat().into(),
-                });
-                late.versions.push(version);
+            if side == 0 {
+                let row = rows.row(i).data();
+                if time <= watermark {
+                    late.push(WaitingRow {
+                        key_group,
+                        key: key.data().into(),
+                        time,
+                        row: row.into(),
+                    });
+                } else {
+                    self.waiting
+                        .put(store, &mut write, key_group, key.data(), time, row)?;
+                }
                 continue;
             }
-            let deletion = changes[i] == Change::Delete;
-            self.sides[side].put(
+            let deleted = change == Change::Delete;
+            self.versions.put(
                 store,
                 &mut write,
                 key_group,
                 key.data(),
                 time,
-                deletion,
+                deleted,
                 rows.row(i).data(),
             )?;
             let group = timer_keys.intern(key.data(), keys.hashes[i], key_group);
             if registered.insert((group, time)) {
-                let namespace = if side == 0 { LEFT_ROWS } else { VERSION };
                 timers.register(
                     store,
                     &mut write,
@@ -207,13 +206,13 @@ impl TemporalJoinOperator {
                         time,
                         key_group,
                         key: key.data().to_vec(),
-                        namespace: vec![namespace],
+                        namespace: Vec::new(),
                     },
                 )?;
             }
         }
         store.write(write)?;
-        let mut out = self.joined(late)?;
+        let mut out = self.join(store, &late)?;
         if !padded.is_empty() {
             let indices = UInt32Array::from(padded);
             let own = own
@@ -235,159 +234,143 @@ impl TemporalJoinOperator {
     fn fire(&mut self, watermark: i64, ctx: &mut OperatorContext) -> Result<Vec<RecordBatch>> {
         let store = ctx.keyed_state()?;
         let mut out = Vec::new();
+        if self.fired.is_some_and(|f| f >= watermark) {
+            return Ok(out);
+        }
+        let mut write = store.new_batch();
+        let mut due: Vec<WaitingRow> = Vec::new();
+        for key_group in store.key_groups().as_range() {
+            self.waiting.take(
+                store, &mut write, key_group, self.fired, watermark, &mut due,
+            )?;
+            if due.len() >= CHUNK {
+                out.extend(self.join(store, &due)?);
+                due.clear();
+            }
+        }
+        out.extend(self.join(store, &due)?);
+        store.write(write)?;
+        self.fired = Some(watermark);
+
+        // Versions no row still to come can join.
         loop {
             let timers = self.timers.as_mut().expect("opened");
             let due = timers.pop_due(store, watermark, 4096)?;
             if due.is_empty() {
                 return Ok(out);
             }
+            let mut distinct: HashMap<(KeyGroup, &[u8]), ()> = HashMap::new();
+            let keys: Vec<(KeyGroup, &[u8])> = due
+                .iter()
+                .map(|t| (t.key_group, t.key.as_slice()))
+                .filter(|k| distinct.insert(*k, ()).is_none())
+                .collect();
+            let versions = self.versions.of_keys(store, &keys)?;
             let mut write = store.new_batch();
-            let mut joins = Due::default();
-            // Timers come in time order, a key's left rows before its
-            // version of the same time: the versions a row joins are still there.
-            for timer in &due {
-                match timer.namespace.as_slice() {
-                    [LEFT_ROWS] => {
-                        let rows = self.sides[0].expire(
-                            store,
-                            &mut write,
-                            timer.key_group,
-                            &timer.key,
-                            timer.time,
-                        )?;
-                        if rows.is_empty() {
-                            continue;
-                        }
-                        let version = latest_version(
-                            &mut self.sides[1],
-                            store,
-                            timer.key_group,
-                            &timer.key,
-                            timer.time,
-                        )?;
-                        joins.versions.extend(rows.iter().map(|_| version.clone()));
-                        joins.left.extend(rows);
-                    }
-                    [VERSION] => self.drop_superseded(store, &mut write, timer)?,
-                    _ => {
-                        return Err(OperatorError::Config(
-                            "temporal join: a stored timer names no side".into(),
-                        ));
-                    }
+            for ((key_group, _), versions) in keys.iter().zip(&versions) {
+                for version in &versions[..superseded(versions, watermark)] {
+                    self.versions
+                        .delete(store, &mut write, *key_group, version)?;
                 }
             }
             store.write(write)?;
-            out.extend(self.joined(joins)?);
         }
     }
 
-    /// Deletes the versions of the timer's key before the one current at
-    /// its time (and that one too if it is a deletion).
-    fn drop_superseded(
-        &mut self,
-        store: &KeyedStateStore,
-        write: &mut headwater_runtime::state::StateWriteBatch,
-        timer: &Timer,
-    ) -> Result<()> {
-        let mut versions = Vec::new();
-        let versions_side = &mut self.sides[1];
-        versions_side.range(
-            store,
-            timer.key_group,
-            &timer.key,
-            i64::MIN,
-            timer.time,
-            &mut versions,
-        )?;
-        let keep_last = versions.last().is_some_and(|v| !v.matched);
-        let drop = versions.len() - usize::from(keep_last);
-        for version in &versions[..drop] {
-            versions_side.delete(store, write, timer.key_group, &version.sort_key)?;
-        }
-        Ok(())
-    }
-
-    /// The left rows of `due` with their versions' columns (NULLs in a left
-    /// join where there is none, or it fails the residual predicate).
-    fn joined(&self, due: Due) -> Result<Option<RecordBatch>> {
-        if due.left.is_empty() {
+    /// `rows` (of the left input) with the versions current at their times:
+    /// joined, or, in a left join, padded where there is none (or it fails
+    /// the residual predicate).
+    fn join(&self, store: &KeyedStateStore, rows: &[WaitingRow]) -> Result<Option<RecordBatch>> {
+        if rows.is_empty() {
             return Ok(None);
         }
+        let mut distinct: HashMap<(KeyGroup, &[u8]), usize> = HashMap::new();
+        let mut keys: Vec<(KeyGroup, &[u8])> = Vec::new();
+        let key_of: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                let key = (r.key_group, &*r.key);
+                *distinct.entry(key).or_insert_with(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
+        let versions = self.versions.of_keys(store, &keys)?;
+        let found: Vec<Option<&Version>> = rows
+            .iter()
+            .zip(&key_of)
+            .map(|(r, &k)| current_at(&versions[k], r.time))
+            .collect();
+        self.joined(rows, &found)
+    }
+
+    /// The left `rows` with their versions' columns, filtered.
+    fn joined(
+        &self,
+        rows: &[WaitingRow],
+        found: &[Option<&Version>],
+    ) -> Result<Option<RecordBatch>> {
         let output = &self.spec.output;
-        let left = self.sides[0].decode(due.left.iter().map(StoredRow::row))?;
+        let decode = |converter: &RowConverter, bytes: &mut dyn Iterator<Item = &[u8]>| {
+            let parser = converter.parser();
+            converter.convert_rows(bytes.map(|b| parser.parse(b)))
+        };
+        let left = decode(&self.rows[0], &mut rows.iter().map(|r| &*r.row))?;
         let times: ArrayRef = Arc::new(
-            due.left
-                .iter()
+            rows.iter()
                 .map(|r| Some(r.time))
                 .collect::<TimestampMillisecondArray>(),
         );
-        // Rows with a live version, joined and filtered.
-        let with: Vec<u32> = (0..due.left.len() as u32)
-            .filter(|&i| {
-                due.versions[i as usize]
-                    .as_ref()
-                    .is_some_and(|v| !v.matched)
-            })
+        // Rows with a version, joined and filtered.
+        let with: Vec<u32> = (0..rows.len() as u32)
+            .filter(|&i| found[i as usize].is_some())
             .collect();
         let indices = UInt32Array::from(with.clone());
-        let versions = self.sides[1].decode(
-            with.iter()
-                .filter_map(|&i| due.versions[i as usize].as_ref().map(StoredRow::row)),
-        )?;
-        let take_all = |columns: &[ArrayRef]| {
-            columns
+        let versions = decode(
+            &self.rows[1],
+            &mut with
                 .iter()
-                .map(|c| take(c, &indices, None))
-                .collect::<std::result::Result<Vec<_>, _>>()
-        };
-        let pairs = output.joined(take_all(&left)?, versions, take(&times, &indices, None)?)?;
+                .filter_map(|&i| found[i as usize].map(Version::row)),
+        )?;
+        let left_with = left
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let pairs = output.joined(left_with, versions, take(&times, &indices, None)?)?;
         let passed = output.residual(&pairs)?;
         let joined = filter_record_batch(&pairs, &passed)?;
         if output.join_type != JoinType::Left {
             return Ok((joined.num_rows() > 0).then_some(joined));
         }
         // A left join pads every row that joined nothing, in the rows' order.
-        let mut matched = vec![false; due.left.len()];
+        let mut matched = vec![false; rows.len()];
         for (p, &i) in with.iter().enumerate() {
             matched[i as usize] = passed.value(p);
         }
         let mut from_pairs = 0;
-        let mut order: Vec<(usize, usize)> = Vec::with_capacity(due.left.len());
-        for (i, &m) in matched.iter().enumerate() {
-            if m {
-                order.push((0, from_pairs));
-                from_pairs += 1;
-            } else {
-                order.push((1, i));
-            }
-        }
+        let order: Vec<(usize, usize)> = matched
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                if m {
+                    from_pairs += 1;
+                    (0, from_pairs - 1)
+                } else {
+                    (1, i)
+                }
+            })
+            .collect();
         let padded = output.padded(0, left, times)?;
-        Ok(Some(arrow::compute::interleave_record_batch(
-            &[&joined, &padded],
-            &order,
-        )?))
+        Ok(Some(interleave_record_batch(&[&joined, &padded], &order)?))
     }
-}
-
-/// The version of `key` current at `time`: its latest stored row at or
-/// before it (a deletion, flagged, means none).
-fn latest_version(
-    versions: &mut SideRows,
-    store: &KeyedStateStore,
-    key_group: KeyGroup,
-    key: &[u8],
-    time: i64,
-) -> Result<Option<StoredRow>> {
-    let mut found = Vec::new();
-    versions.range(store, key_group, key, i64::MIN, time, &mut found)?;
-    Ok(found.pop())
 }
 
 #[async_trait]
 impl Operator for TemporalJoinOperator {
     async fn open(&mut self, ctx: &mut OperatorContext) -> std::result::Result<(), BoxError> {
         let store = ctx.keyed_state()?;
-        self.timers = Some(TimerService::new(store, "temporal-join.timers")?);
+        self.timers = Some(TimerService::new(store, "temporal-join.expiry")?);
         Ok(())
     }
 
