@@ -10,7 +10,7 @@
 //!
 //! Each figure is the best of 3. Run with `cargo bench --bench kafka`.
 
-#[path = "../tests/common/broker.rs"]
+#[path = "../tests/integration/common/broker.rs"]
 mod broker;
 
 use std::sync::Arc;
