@@ -73,9 +73,11 @@ pub(super) fn plan_query(
         at,
         row_limits: Vec::new(),
         temporal,
+        temporal_used: vec![false; temporal.len()],
     };
     let planned = planner.plan(plan)?;
     let planned = planner.materialize(planned)?;
+    planner.check_temporal_clauses_used()?;
     Ok(QueryStream {
         stream: planned.stream,
         updating: planned.updating,
@@ -91,6 +93,8 @@ pub(super) struct QueryPlanner<'a> {
     pub row_limits: Vec<(String, u64)>,
     /// The statement's `FOR SYSTEM_TIME AS OF` clauses (temporal joins).
     pub temporal: &'a [TemporalClause],
+    /// Which of `temporal` a join has taken.
+    pub temporal_used: Vec<bool>,
 }
 
 impl QueryPlanner<'_> {

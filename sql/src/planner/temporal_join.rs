@@ -23,16 +23,20 @@ fn relation_name(plan: &LogicalPlan) -> Option<String> {
 
 impl<'a> QueryPlanner<'a> {
     /// The `FOR SYSTEM_TIME AS OF` clause of `j`'s right input, if it has one.
-    pub(super) fn temporal_clause(&self, j: &Join) -> Result<Option<&'a TemporalClause>, SqlError> {
+    pub(super) fn temporal_clause(
+        &mut self,
+        j: &Join,
+    ) -> Result<Option<&'a TemporalClause>, SqlError> {
+        let clauses = self.temporal;
         let find = |plan: &LogicalPlan| {
             let name = relation_name(plan)?;
-            self.temporal.iter().find(|c| c.name() == name).or_else(|| {
-                self.temporal
+            clauses.iter().position(|c| c.name() == name).or_else(|| {
+                clauses
                     .iter()
-                    .find(|c| c.name().eq_ignore_ascii_case(&name))
+                    .position(|c| c.name().eq_ignore_ascii_case(&name))
             })
         };
-        if let Some(clause) = find(&j.left) {
+        if let Some(clause) = find(&j.left).map(|i| &clauses[i]) {
             return Err(SqlError::unsupported(
                 clause.at,
                 format!(
@@ -43,7 +47,31 @@ impl<'a> QueryPlanner<'a> {
                 ),
             ));
         }
-        Ok(find(&j.right))
+        Ok(find(&j.right).map(|i| {
+            self.temporal_used[i] = true;
+            &clauses[i]
+        }))
+    }
+
+    /// Refuses a `FOR SYSTEM_TIME AS OF` clause that no join took: one after
+    /// a table that is not the right input of a join (which Flink refuses
+    /// too), rather than reading the table as if the clause were not there.
+    pub(super) fn check_temporal_clauses_used(&self) -> Result<(), SqlError> {
+        match self.temporal_used.iter().position(|used| !used) {
+            None => Ok(()),
+            Some(i) => {
+                let clause = &self.temporal[i];
+                Err(SqlError::unsupported(
+                    clause.at,
+                    format!(
+                        "`{}` FOR SYSTEM_TIME AS OF: a versioned table is read as of a time \
+                         only as the right input of a join (`FROM orders o JOIN {} FOR \
+                         SYSTEM_TIME AS OF o.ts ON ..`)",
+                        clause.table, clause.table
+                    ),
+                ))
+            }
+        }
     }
 
     /// Refuses a temporal join Flink would refuse, with the reason.
