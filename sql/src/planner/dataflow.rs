@@ -36,6 +36,8 @@ pub struct Dataflow {
     scope: String,
     /// Every statement's scope so far.
     scopes: std::collections::HashSet<String>,
+    /// INSERTs whose sinks are added once the script is planned.
+    pub(super) inserts: Vec<super::inserts::PendingInsert>,
 }
 
 impl Dataflow {
@@ -47,6 +49,7 @@ impl Dataflow {
             state_ttl: None,
             scope: String::new(),
             scopes: Default::default(),
+            inserts: Vec::new(),
         }
     }
 
@@ -68,9 +71,15 @@ impl Dataflow {
         self.scope = scope;
     }
 
-    /// Whether a statement of `scope` has begun already.
-    pub fn has_statement(&self, scope: &str) -> bool {
-        self.scopes.contains(scope)
+    /// The scope of the statement being planned.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Names the next operators under `scope`, a statement's that has begun.
+    pub fn resume_statement(&mut self, scope: &str) {
+        debug_assert!(self.scopes.contains(scope));
+        self.scope = scope.to_string();
     }
 
     /// The id of the statement's next operator of kind `base`.

@@ -6,6 +6,7 @@
 mod columns;
 mod dataflow;
 mod dedup;
+mod inserts;
 mod join;
 mod named_views;
 mod options;
@@ -124,6 +125,7 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
             let mut scratch = Dataflow::new(&options.name, options.parallelism);
             let inner = explained(&statement);
             pipeline(&ctx, &mut scratch, &inner).await?;
+            scratch.write_inserts()?;
             explains.push(PhysicalPlan::new(&scratch.graph).to_string());
         } else if lead.starts_with("INSERT")
             || lead.starts_with("SELECT")
@@ -155,6 +157,7 @@ pub async fn plan_script(sql: &str, options: &SqlOptions) -> Result<SqlJob, SqlE
             ));
         }
     }
+    dataflow.write_inserts()?;
     Ok(SqlJob {
         graph: dataflow.graph,
         explains,
@@ -278,33 +281,10 @@ async fn pipeline(
             };
             let sink = connectors::sink(&table.def)?;
             let scope = format!("insert:{}", table.def.name);
-            let connector = table.def.connector()?.value.to_ascii_lowercase();
-            if dataflow.has_statement(&scope)
-                && !matches!(connector.as_str(), "print" | "blackhole")
-            {
-                // Two writers of one file directory or one transactional
-                // producer id would overwrite or fence each other.
-                return Err(SqlError::unsupported(
-                    at,
-                    format!(
-                        "table `{}` ({connector}) is written by an earlier INSERT of this \
-                         script; give each INSERT its own table, or UNION ALL the queries \
-                         into one INSERT",
-                        table.def.name
-                    ),
-                ));
-            }
             dataflow.begin_statement(&scope);
             let query::QueryStream {
-                mut stream,
-                updating,
-                ..
+                stream, updating, ..
             } = query::plan_query(dataflow, input, at, &statement.temporal_clauses)?;
-            if !table.def.primary_key.is_empty() {
-                // Every change of a key goes through one sink subtask, in order.
-                stream.partitioning =
-                    headwater_runtime::Partitioning::Hash(table.def.primary_key.clone());
-            }
             if updating && !connectors::takes_changes(&table.def) {
                 return Err(SqlError::unsupported(
                     at,
@@ -317,9 +297,15 @@ async fn pipeline(
                     ),
                 ));
             }
-            dataflow
-                .sink(stream, sink.as_ref())
-                .map_err(|e| SqlError::plan(at, e))
+            dataflow.insert(
+                &table.def.name,
+                stream,
+                updating,
+                sink,
+                &table.def.primary_key,
+                at,
+            );
+            Ok(())
         }
         LogicalPlan::Dml(_) => Err(SqlError::unsupported(at, "only INSERT writes to a table")),
         query_plan => {
