@@ -27,6 +27,7 @@
 //! transforms) and [`headwater_sql`].
 
 mod data_stream;
+mod dedup;
 mod env;
 mod error;
 pub mod jobs;
@@ -36,12 +37,13 @@ pub mod typed;
 mod window;
 
 pub use data_stream::DataStream;
+pub use dedup::Keep;
 pub use env::StreamEnvironment;
 pub use error::{HeadwaterError, Result};
 pub use headwater_operators as operators;
 pub use headwater_runtime as runtime;
 pub use headwater_sql as sql;
-pub use join::{IntervalJoinBuilder, JoinType};
+pub use join::{IntervalJoinBuilder, JoinBuilder, JoinType};
 pub use typed::{KeyedStream, Stream, TypedReceiver};
 pub use window::WindowedStream;
 
@@ -66,15 +68,17 @@ pub mod prelude {
         BoundedMode, KafkaSource, StartupMode, Topics, ValueFormat,
     };
     pub use headwater_operators::sources::orders::OrdersSource;
-    pub use headwater_operators::window::{Cumulating, Hopping, Session, Tumbling, WindowKind};
+    pub use headwater_operators::window::{
+        Cumulating, Hopping, Session, SortKey, Tumbling, WindowKind,
+    };
     pub use headwater_runtime::{
         EventTimeSpec, JobConfig, JobError, JobHandle, JobResult, RestartStrategy,
     };
 
     pub use crate::typed::{FiredTimer, KeyedProcessFunction, ProcessContext, TimeDomain};
     pub use crate::{
-        DataStream, HeadwaterError, IntervalJoinBuilder, JoinType, KeyedStream, Stream,
-        StreamEnvironment, WindowedStream,
+        DataStream, HeadwaterError, IntervalJoinBuilder, JoinBuilder, JoinType, Keep, KeyedStream,
+        Stream, StreamEnvironment, WindowedStream,
     };
     pub use headwater_runtime::EventTime;
     pub use headwater_runtime::state::{ListState, MapState, StateDescriptor, ValueState};

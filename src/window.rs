@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use datafusion::logical_expr::Expr;
-use headwater_operators::window::{LATE_OUTPUT, WindowAggregate, WindowKind};
+use headwater_operators::window::{
+    LATE_OUTPUT, SortKey, WINDOW_END, WINDOW_START, WindowAggregate, WindowKind, WindowTopN,
+};
 use std::sync::Arc;
 
 use crate::data_stream::DataStream;
@@ -53,6 +55,47 @@ impl DataStream {
             Some(LATE_OUTPUT.to_string()),
             schema,
         ))
+    }
+}
+
+impl DataStream {
+    /// Flink's window top-N, on the results of a window
+    /// ([`WindowedStream::aggregate`]): the first `n` rows of each window
+    /// and each value of `partition_by` (none: of each window), by
+    /// `order_by`, once the window has closed. Append-only; the rows get a
+    /// `rownum` column (1 to `n`). A row whose window has closed is late,
+    /// dropped and counted.
+    pub fn window_top_n(
+        mut self,
+        n: usize,
+        partition_by: &[&str],
+        order_by: &[SortKey],
+    ) -> Result<DataStream> {
+        if order_by.is_empty() {
+            return Err(HeadwaterError::Pipeline(
+                "window_top_n() needs an order (order_by)".into(),
+            ));
+        }
+        if [WINDOW_START, WINDOW_END]
+            .iter()
+            .any(|c| self.schema.index_of(c).is_err())
+        {
+            return Err(HeadwaterError::Pipeline(format!(
+                "window_top_n() ranks the results of a window: the stream has no \
+                 `{WINDOW_START}` and `{WINDOW_END}` columns (call it after \
+                 window(..)?.aggregate(..))"
+            )));
+        }
+        let mut partition = vec![WINDOW_START.to_string(), WINDOW_END.to_string()];
+        partition.extend(partition_by.iter().map(|c| c.to_string()));
+        let top = WindowTopN::try_new(&self.schema, &partition, WINDOW_END, order_by, n, "rownum")?;
+        self.partitioning = Partitioning::Hash(partition);
+        let schema = top.output_schema();
+        self.then(
+            "window_top_n",
+            schema,
+            Arc::new(move |subtask| top.operator(subtask)),
+        )
     }
 }
 

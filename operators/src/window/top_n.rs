@@ -44,6 +44,26 @@ pub struct SortKey {
     pub nulls_first: bool,
 }
 
+impl SortKey {
+    /// Smallest first; NULLs first, as Flink orders them (the lowest).
+    pub fn ascending(column: &str) -> Self {
+        SortKey {
+            column: column.to_string(),
+            descending: false,
+            nulls_first: true,
+        }
+    }
+
+    /// Largest first; NULLs last, as Flink orders them (the lowest).
+    pub fn descending(column: &str) -> Self {
+        SortKey {
+            column: column.to_string(),
+            descending: true,
+            nulls_first: false,
+        }
+    }
+}
+
 struct Shared {
     /// The partition columns (the window's start and end among them).
     key_columns: Vec<usize>,
