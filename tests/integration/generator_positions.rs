@@ -72,8 +72,8 @@ fn datagen() -> DatagenSource {
     ])))
     .field("n", FieldGen::Sequence { start: 0, step: 1 })
     .seed(7)
-    .row_count(60_000)
-    .rows_per_second(60_000.0)
+    .row_count(120_000)
+    .rows_per_second(40_000.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

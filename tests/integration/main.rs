@@ -2,7 +2,8 @@
 //! a test file of its own. One binary links once, and compiles the generic
 //! code the tests share once (37 binaries took about 18 min of the CI's
 //! build). Run one module's tests with a filter:
-//! `scripts/test.sh --test integration sql_golden::`.
+//! `scripts/test.sh --test integration sql_golden::`. `tests/large_state.rs`
+//! is a binary of its own, as it measures its process's peak memory.
 
 mod common;
 mod rescale_join;
@@ -29,7 +30,6 @@ mod kafka_sink;
 mod kafka_source;
 mod kafka_upsert_source;
 mod keyed_state;
-mod large_state;
 mod last_checkpoint;
 mod operator_ids;
 mod parallelism;

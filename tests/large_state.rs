@@ -1,8 +1,12 @@
 //! State larger than memory: a tumbling window over 5M distinct keys, with a
 //! 64 MiB state budget and a 32 MiB pre-aggregation budget, gives every key's
 //! exact result, and the process's peak RSS stays bounded (printed).
+//!
+//! A test binary of its own: the peak RSS is the process's, and the other
+//! end-to-end tests (`tests/integration`) would add theirs.
 
-use crate::common;
+#[path = "integration/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
